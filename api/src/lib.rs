@@ -1,0 +1,29 @@
+//! Deadbolt's shared contract: the `deadbolt.dev/v1` resource types, the lock
+//! engine that decides whether an interaction is locked, the lock-view wire
+//! protocol between the operator and the proxies, and the audit event type.
+//!
+//! Everything here is pure: no I/O, no clocks. Callers pass the current time
+//! in, so the same code runs in the operator, the proxies, tests and benches.
+
+pub mod audit;
+pub mod duration;
+pub mod engine;
+pub mod protocol;
+pub mod resources;
+
+pub use engine::{
+    Decision, Denial, Identity, LockEntry, LockView, Target, TargetKind, evaluate, locking_mode,
+};
+pub use resources::{
+    AccessRole, AccessRoleSpec, ClusterAuthPreference, ClusterAuthPreferenceSpec, Lock, LockSpec,
+    LockingMode, MfaDevice, MfaDeviceSpec, RequireSessionMfa, User, UserSpec, UserType,
+};
+
+/// The API group every Deadbolt resource lives in.
+pub const GROUP: &str = "deadbolt.dev";
+
+/// Label that marks a User as synced from an identity provider; its value names the provider.
+pub const ORIGIN_LABEL: &str = "deadbolt.dev/origin";
+
+/// Annotation the mutating webhook stamps on new Locks, like Teleport's `created_by`.
+pub const CREATED_BY_ANNOTATION: &str = "deadbolt.dev/created-by";
