@@ -31,7 +31,8 @@ fn locks(count: usize) -> Vec<LockEntry> {
                 message: Some("Suspicious activity.".into()),
                 created: Timestamp::from_second(i as i64).unwrap(),
                 // A third of the locks carry an expiry, half of those already past.
-                expires_at: (i % 3 == 0).then(|| Timestamp::from_second(1_000 + (i as i64 % 2) * 1_000_000).unwrap()),
+                expires_at: (i % 3 == 0)
+                    .then(|| Timestamp::from_second(1_000 + (i as i64 % 2) * 1_000_000).unwrap()),
             }
         })
         .collect()
@@ -86,11 +87,22 @@ fn mean_ns(function: &str, size: usize) -> Option<f64> {
 }
 
 fn print_ratios() {
-    println!("\nlock_check: ns per in-force check ({} targets, no match)", probe().len());
-    println!("{:>8} {:>12} {:>14} {:>10}", "locks", "indexed", "naive scan", "speed-up");
+    println!(
+        "\nlock_check: ns per in-force check ({} targets, no match)",
+        probe().len()
+    );
+    println!(
+        "{:>8} {:>12} {:>14} {:>10}",
+        "locks", "indexed", "naive scan", "speed-up"
+    );
     for size in SIZES {
-        if let (Some(indexed), Some(naive)) = (mean_ns("indexed", size), mean_ns("naive_scan", size)) {
-            println!("{size:>8} {indexed:>12.1} {naive:>14.1} {:>9.1}x", naive / indexed);
+        if let (Some(indexed), Some(naive)) =
+            (mean_ns("indexed", size), mean_ns("naive_scan", size))
+        {
+            println!(
+                "{size:>8} {indexed:>12.1} {naive:>14.1} {:>9.1}x",
+                naive / indexed
+            );
         }
     }
 }

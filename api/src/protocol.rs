@@ -90,8 +90,15 @@ pub struct Snapshot {
 }
 
 /// A message from the operator to a proxy.
+// Events are built once per change and then serialised; boxing the object would
+// only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum ViewEvent {
     /// Replaces the proxy's whole view.
     Snapshot(Snapshot),
@@ -132,7 +139,11 @@ impl ViewEvent {
 
 /// A message from a proxy to the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Ack {
     /// The proxy has applied every change up to and including `revision`.
     Applied {

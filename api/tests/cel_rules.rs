@@ -20,7 +20,11 @@ fn schema<K: CustomResourceExt>() -> Value {
 fn violations<K: CustomResourceExt>(object: Value, old: Option<Value>) -> Vec<String> {
     match Validator::new().validate(&schema::<K>(), &object, old.as_ref()) {
         Ok(()) => Vec::new(),
-        Err(errors) => errors.as_slice().iter().map(|e| e.message.clone()).collect(),
+        Err(errors) => errors
+            .as_slice()
+            .iter()
+            .map(|e| e.message.clone())
+            .collect(),
     }
 }
 
@@ -53,7 +57,8 @@ fn lock_target_needs_a_field() {
 
 #[test]
 fn lock_has_at_most_one_expiry() {
-    let both = json!({"target": {"user": "alice"}, "ttl": "10h", "expires": "2030-01-01T00:00:00Z"});
+    let both =
+        json!({"target": {"user": "alice"}, "ttl": "10h", "expires": "2030-01-01T00:00:00Z"});
     assert_eq!(
         violations::<Lock>(lock(both), None),
         vec!["set at most one of expires and ttl"]
@@ -83,7 +88,10 @@ fn cap(name: &str, spec: Value) -> Value {
 
 #[test]
 fn cluster_auth_preference_is_a_named_singleton() {
-    assert!(violations::<ClusterAuthPreference>(cap("cluster-auth-preference", json!({})), None).is_empty());
+    assert!(
+        violations::<ClusterAuthPreference>(cap("cluster-auth-preference", json!({})), None)
+            .is_empty()
+    );
     assert_eq!(
         violations::<ClusterAuthPreference>(cap("my-cap", json!({})), None),
         vec!["a ClusterAuthPreference must be named cluster-auth-preference"]
@@ -107,7 +115,9 @@ fn session_mfa_needs_webauthn() {
         "secondFactor": "webauthn",
         "webauthn": {"rpId": "example.com", "origins": ["https://example.com"]},
     });
-    assert!(violations::<ClusterAuthPreference>(cap("cluster-auth-preference", good), None).is_empty());
+    assert!(
+        violations::<ClusterAuthPreference>(cap("cluster-auth-preference", good), None).is_empty()
+    );
 }
 
 #[test]
@@ -118,7 +128,9 @@ fn max_lock_staleness_is_at_least_a_heartbeat() {
         vec!["maxLockStaleness must be at least 1s: proxies hear a heartbeat every second"]
     );
     let fine = json!({"maxLockStaleness": "15s"});
-    assert!(violations::<ClusterAuthPreference>(cap("cluster-auth-preference", fine), None).is_empty());
+    assert!(
+        violations::<ClusterAuthPreference>(cap("cluster-auth-preference", fine), None).is_empty()
+    );
 }
 
 fn user(spec: Value) -> Value {
@@ -132,7 +144,10 @@ fn temporary_users_and_only_they_expire() {
         vec!["a temporary user needs spec.expires (at most 30h after creation)"]
     );
     assert_eq!(
-        violations::<User>(user(json!({"type": "local", "expires": "2030-01-01T00:00:00Z"})), None),
+        violations::<User>(
+            user(json!({"type": "local", "expires": "2030-01-01T00:00:00Z"})),
+            None
+        ),
         vec!["only temporary users expire; set type: temporary or remove spec.expires"]
     );
     let temporary = json!({"type": "temporary", "expires": "2030-01-01T00:00:00Z"});
@@ -167,7 +182,9 @@ fn device(name: &str) -> Value {
 
 #[test]
 fn mfa_devices_are_named_by_uuid_and_immutable() {
-    assert!(violations::<MfaDevice>(device("d6c06a18-e147-4232-9dfe-6f83a28d5850"), None).is_empty());
+    assert!(
+        violations::<MfaDevice>(device("d6c06a18-e147-4232-9dfe-6f83a28d5850"), None).is_empty()
+    );
     assert_eq!(
         violations::<MfaDevice>(device("yubikey"), None),
         vec!["an MfaDevice is named by its lowercase device UUID"]

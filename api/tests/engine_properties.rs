@@ -75,13 +75,13 @@ fn identity() -> impl Strategy<Value = (Identity, Option<String>)> {
 
 #[derive(Clone, Debug)]
 enum Change {
-    Upsert(LockEntry),
+    Upsert(Box<LockEntry>),
     Remove(&'static str),
 }
 
 fn change() -> impl Strategy<Value = Change> {
     prop_oneof![
-        3 => lock().prop_map(Change::Upsert),
+        3 => lock().prop_map(|entry| Change::Upsert(Box::new(entry))),
         1 => prop::sample::select(vec!["l0", "l1", "l2", "l3"]).prop_map(Change::Remove),
     ]
 }
@@ -101,8 +101,8 @@ proptest! {
             match change {
                 Change::Upsert(entry) => {
                     reference.retain(|l| l.name != entry.name);
-                    reference.push(entry.clone());
-                    view.upsert(entry);
+                    reference.push((*entry).clone());
+                    view.upsert(*entry);
                 }
                 Change::Remove(name) => {
                     reference.retain(|l| l.name != name);

@@ -111,7 +111,13 @@ fn every_example_deserialises_into_the_rust_types() {
             kinds.push(kind);
         }
     }
-    for kind in ["Lock", "AccessRole", "ClusterAuthPreference", "User", "ClusterRole"] {
+    for kind in [
+        "Lock",
+        "AccessRole",
+        "ClusterAuthPreference",
+        "User",
+        "ClusterRole",
+    ] {
         assert!(kinds.iter().any(|k| k == kind), "no example of a {kind}");
     }
 }
@@ -119,18 +125,27 @@ fn every_example_deserialises_into_the_rust_types() {
 #[test]
 fn example_users_cover_every_type() {
     let mut types = Vec::new();
-    let user_files = example_files()
-        .into_iter()
-        .filter(|file| file.file_name().unwrap().to_string_lossy().starts_with("user-"));
+    let user_files = example_files().into_iter().filter(|file| {
+        file.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("user-")
+    });
     for file in user_files {
         let text = std::fs::read_to_string(&file).unwrap();
         let document: Value = serde_yaml_ng::from_str(&text).unwrap();
         if document["kind"] == "User" {
             let user: User = serde_json::from_value(document).unwrap();
-            let synced = user.metadata.labels.as_ref().is_some_and(|labels| {
-                labels.contains_key(deadbolt_api::ORIGIN_LABEL)
+            let synced = user
+                .metadata
+                .labels
+                .as_ref()
+                .is_some_and(|labels| labels.contains_key(deadbolt_api::ORIGIN_LABEL));
+            types.push(if synced {
+                "synced".to_string()
+            } else {
+                format!("{:?}", user.spec.type_)
             });
-            types.push(if synced { "synced".to_string() } else { format!("{:?}", user.spec.type_) });
         }
     }
     types.sort();

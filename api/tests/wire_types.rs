@@ -63,14 +63,38 @@ fn every_event() -> Vec<ViewEvent> {
             users: vec![user.clone()],
             config: config.clone(),
         }),
-        ViewEvent::Upsert { revision: 8, object: ViewObject::Lock(lock_entry()) },
-        ViewEvent::Upsert { revision: 9, object: ViewObject::Role(role) },
-        ViewEvent::Upsert { revision: 10, object: ViewObject::User(user) },
-        ViewEvent::Upsert { revision: 11, object: ViewObject::Config(config) },
-        ViewEvent::Delete { revision: 12, key: ObjectKey::Lock("l1".into()) },
-        ViewEvent::Delete { revision: 13, key: ObjectKey::Role("r1".into()) },
-        ViewEvent::Delete { revision: 14, key: ObjectKey::User("u1".into()) },
-        ViewEvent::Heartbeat { revision: 14, sent_at: ts(1_700_000_001) },
+        ViewEvent::Upsert {
+            revision: 8,
+            object: ViewObject::Lock(lock_entry()),
+        },
+        ViewEvent::Upsert {
+            revision: 9,
+            object: ViewObject::Role(role),
+        },
+        ViewEvent::Upsert {
+            revision: 10,
+            object: ViewObject::User(user),
+        },
+        ViewEvent::Upsert {
+            revision: 11,
+            object: ViewObject::Config(config),
+        },
+        ViewEvent::Delete {
+            revision: 12,
+            key: ObjectKey::Lock("l1".into()),
+        },
+        ViewEvent::Delete {
+            revision: 13,
+            key: ObjectKey::Role("r1".into()),
+        },
+        ViewEvent::Delete {
+            revision: 14,
+            key: ObjectKey::User("u1".into()),
+        },
+        ViewEvent::Heartbeat {
+            revision: 14,
+            sent_at: ts(1_700_000_001),
+        },
     ]
 }
 
@@ -79,7 +103,11 @@ fn view_events_round_trip_as_lines() {
     for event in every_event() {
         let line = encode_line(&event);
         assert_eq!(line.last(), Some(&b'\n'));
-        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1, "one line per event");
+        assert_eq!(
+            line.iter().filter(|b| **b == b'\n').count(),
+            1,
+            "one line per event"
+        );
         let back: ViewEvent = decode_line(&line).unwrap();
         assert_eq!(back, event);
         assert_eq!(back.revision(), event.revision());
@@ -88,12 +116,18 @@ fn view_events_round_trip_as_lines() {
 
 #[test]
 fn view_event_json_shape() {
-    let heartbeat = ViewEvent::Heartbeat { revision: 3, sent_at: ts(0) };
+    let heartbeat = ViewEvent::Heartbeat {
+        revision: 3,
+        sent_at: ts(0),
+    };
     assert_eq!(
         serde_json::to_value(&heartbeat).unwrap(),
         json!({"type": "heartbeat", "revision": 3, "sentAt": "1970-01-01T00:00:00Z"})
     );
-    let upsert = ViewEvent::Upsert { revision: 4, object: ViewObject::Lock(lock_entry()) };
+    let upsert = ViewEvent::Upsert {
+        revision: 4,
+        object: ViewObject::Lock(lock_entry()),
+    };
     assert_eq!(
         serde_json::to_value(&upsert).unwrap(),
         json!({
@@ -109,7 +143,10 @@ fn view_event_json_shape() {
             },
         })
     );
-    let delete = ViewEvent::Delete { revision: 5, key: ObjectKey::Lock("l1".into()) };
+    let delete = ViewEvent::Delete {
+        revision: 5,
+        key: ObjectKey::Lock("l1".into()),
+    };
     assert_eq!(
         serde_json::to_value(&delete).unwrap(),
         json!({"type": "delete", "revision": 5, "key": {"lock": "l1"}})
@@ -118,7 +155,10 @@ fn view_event_json_shape() {
 
 #[test]
 fn acks_round_trip() {
-    let ack = Ack::Applied { revision: 42, server_id: "proxy-1".into() };
+    let ack = Ack::Applied {
+        revision: 42,
+        server_id: "proxy-1".into(),
+    };
     let line = encode_line(&ack);
     assert_eq!(
         std::str::from_utf8(&line).unwrap(),
@@ -129,7 +169,14 @@ fn acks_round_trip() {
 
 #[test]
 fn malformed_lines_are_errors_not_panics() {
-    for garbage in [&b""[..], b"{", b"null", b"{\"type\":\"upsert\"}", b"\xff\xfe", b"{\"type\":\"nope\",\"revision\":1}"] {
+    for garbage in [
+        &b""[..],
+        b"{",
+        b"null",
+        b"{\"type\":\"upsert\"}",
+        b"\xff\xfe",
+        b"{\"type\":\"nope\",\"revision\":1}",
+    ] {
         let error = decode_line::<ViewEvent>(garbage).unwrap_err();
         assert!(error.to_string().starts_with("malformed lock-view message"));
     }
@@ -175,7 +222,11 @@ fn audit_events_round_trip_with_teleport_field_names() {
         let minimal = AuditEvent::new(kind, "u", ts(0));
         let json = serde_json::to_value(&minimal).unwrap();
         assert_eq!(json["event"], kind.as_str());
-        assert_eq!(json.as_object().unwrap().len(), 3, "absent fields are left out");
+        assert_eq!(
+            json.as_object().unwrap().len(),
+            3,
+            "absent fields are left out"
+        );
         assert_eq!(serde_json::from_value::<AuditEvent>(json).unwrap(), minimal);
     }
 }

@@ -14,7 +14,12 @@ fn require_cluster() {
 fn crds_install_and_cel_rejects_bad_locks() {
     require_cluster();
     let crds = repo_root().join("crds");
-    success(kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]));
+    success(kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        crds.to_str().unwrap(),
+    ]));
     success(kubectl(&[
         "wait",
         "--for=condition=Established",
@@ -41,7 +46,12 @@ fn crds_install_and_cel_rejects_bad_locks() {
 fn plugin_creates_lists_and_removes_a_lock() {
     require_cluster();
     let crds = repo_root().join("crds");
-    success(kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]));
+    success(kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        crds.to_str().unwrap(),
+    ]));
     let created = success(kubectl(&[
         "deadbolt",
         "lock",
@@ -55,9 +65,19 @@ fn plugin_creates_lists_and_removes_a_lock() {
         .and_then(|rest| rest.strip_suffix("\"."))
         .unwrap_or_else(|| panic!("unexpected output: {created}"))
         .to_string();
-    let listed = success(kubectl(&["get", "locks", &name, "-o", "jsonpath={.spec.target.user}"]));
+    let listed = success(kubectl(&[
+        "get",
+        "locks",
+        &name,
+        "-o",
+        "jsonpath={.spec.target.user}",
+    ]));
     assert_eq!(listed, "e2e-user@example.com");
-    let unlocked = success(kubectl(&["deadbolt", "unlock", "--user=e2e-user@example.com"]));
+    let unlocked = success(kubectl(&[
+        "deadbolt",
+        "unlock",
+        "--user=e2e-user@example.com",
+    ]));
     assert!(unlocked.contains(&name), "{unlocked}");
 }
 
@@ -71,6 +91,11 @@ fn kubectl_stdin(args: &[&str], input: &str) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("kubectl on PATH");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }

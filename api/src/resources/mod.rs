@@ -2,6 +2,9 @@
 //! lives here as an OpenAPI constraint or a CEL rule, so `kubectl apply`
 //! rejects a bad manifest before any Deadbolt process sees it.
 
+// Printer columns repeat `type_ = "string"`; clippy mistakes them for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 mod access_role;
 mod cluster_auth_preference;
 mod common;
