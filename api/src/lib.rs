@@ -6,9 +6,11 @@
 //! in, so the same code runs in the operator, the proxies, tests and benches.
 
 pub mod audit;
+pub mod credential;
 pub mod duration;
 pub mod engine;
 pub mod protocol;
+pub mod replica;
 pub mod resources;
 
 pub use engine::{

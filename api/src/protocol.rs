@@ -12,6 +12,15 @@ use serde::{Deserialize, Serialize};
 use crate::engine::LockEntry;
 use crate::resources::{AccessRoleSpec, LockingMode, RequireSessionMfa, UserSpec};
 
+/// The endpoint proxies subscribe at (`POST`, HTTP/2 over TLS).
+pub const LOCKVIEW_PATH: &str = "/v1/lockview";
+
+/// The request header naming the subscribing proxy.
+pub const SERVER_ID_HEADER: &str = "deadbolt-server-id";
+
+/// The content type of both directions: one JSON message per line.
+pub const NDJSON: &str = "application/x-ndjson";
+
 /// A position in the operator's change history. Later changes have larger revisions.
 pub type Revision = u64;
 

@@ -1,0 +1,113 @@
+//! How a Deadbolt client certificate carries an identity, so the operator that
+//! issues certificates and the proxies that read them agree without sharing code
+//! beyond this file. Like Kubernetes client certificates, the subject's common
+//! name is the user and its organizations are the groups; the other attributes
+//! travel as `deadbolt:` URI subject alternative names.
+
+use crate::engine::Identity;
+
+/// The organization of the certificates proxies subscribe to the lock view with.
+pub const PROXY_GROUP: &str = "deadbolt:proxies";
+
+const ROLE: &str = "deadbolt:role:";
+const MFA_DEVICE: &str = "deadbolt:mfa-device:";
+const DEVICE: &str = "deadbolt:device:";
+const ACCESS_REQUEST: &str = "deadbolt:access-request:";
+
+/// An identity as read from, or written into, a Deadbolt client certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertIdentity {
+    /// Subject common name.
+    pub user: String,
+    /// Subject organizations.
+    pub groups: Vec<String>,
+    /// `deadbolt:role:<name>` URIs: roles granted by the certificate itself.
+    pub roles: Vec<String>,
+    /// `deadbolt:mfa-device:<uuid>`: the device the certificate's MFA check used.
+    pub mfa_device: Option<String>,
+    /// `deadbolt:device:<id>`: the trusted device the certificate was issued to.
+    pub device: Option<String>,
+    /// `deadbolt:access-request:<id>` URIs.
+    pub access_requests: Vec<String>,
+}
+
+impl CertIdentity {
+    /// Reads the identity from a certificate's subject CN, organizations and URI SANs.
+    /// URIs outside the `deadbolt:` scheme are ignored.
+    pub fn from_parts<'a>(
+        common_name: &str,
+        organizations: impl IntoIterator<Item = &'a str>,
+        uris: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let mut identity = Self {
+            user: common_name.to_string(),
+            groups: organizations.into_iter().map(str::to_string).collect(),
+            ..Default::default()
+        };
+        for uri in uris {
+            if let Some(role) = uri.strip_prefix(ROLE) {
+                identity.roles.push(role.to_string());
+            } else if let Some(device) = uri.strip_prefix(MFA_DEVICE) {
+                identity.mfa_device = Some(device.to_string());
+            } else if let Some(device) = uri.strip_prefix(DEVICE) {
+                identity.device = Some(device.to_string());
+            } else if let Some(request) = uri.strip_prefix(ACCESS_REQUEST) {
+                identity.access_requests.push(request.to_string());
+            }
+        }
+        identity
+    }
+
+    /// The URI SANs to write into a certificate for this identity.
+    pub fn uris(&self) -> Vec<String> {
+        let roles = self.roles.iter().map(|r| format!("{ROLE}{r}"));
+        let mfa = self.mfa_device.iter().map(|d| format!("{MFA_DEVICE}{d}"));
+        let device = self.device.iter().map(|d| format!("{DEVICE}{d}"));
+        let requests = self
+            .access_requests
+            .iter()
+            .map(|r| format!("{ACCESS_REQUEST}{r}"));
+        roles.chain(mfa).chain(device).chain(requests).collect()
+    }
+
+    /// Whether this is a proxy's certificate rather than a user's.
+    pub fn is_proxy(&self) -> bool {
+        self.groups.iter().any(|g| g == PROXY_GROUP)
+    }
+
+    /// The lock-engine identity, given the roles resolved from the view and the login in use.
+    pub fn to_identity(&self, roles: Vec<String>, login: Option<String>) -> Identity {
+        Identity {
+            user: self.user.clone(),
+            roles,
+            login,
+            mfa_device: self.mfa_device.clone(),
+            device: self.device.clone(),
+            access_requests: self.access_requests.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_certificate_parts() {
+        let identity = CertIdentity {
+            user: "alice".into(),
+            groups: vec!["sre".into()],
+            roles: vec!["dev".into()],
+            mfa_device: Some("d6c06a18-e147-4232-9dfe-6f83a28d5850".into()),
+            device: Some("laptop".into()),
+            access_requests: vec!["req-1".into()],
+        };
+        let uris = identity.uris();
+        let mut with_foreign = uris.clone();
+        with_foreign.push("spiffe://cluster/ns/x".into());
+        let back =
+            CertIdentity::from_parts("alice", ["sre"], with_foreign.iter().map(String::as_str));
+        assert_eq!(back, identity);
+        assert!(!back.is_proxy());
+    }
+}

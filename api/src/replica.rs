@@ -1,0 +1,308 @@
+//! A proxy's copy of the operator's view, rebuilt from the lock-view stream.
+//!
+//! The replica applies [`ViewEvent`]s in revision order, answers the questions
+//! a proxy asks about an interaction (which roles, which locking mode, is it
+//! locked) and reports which locks a change brought in, so the proxy can cut
+//! the sessions they match.
+
+use std::collections::HashMap;
+
+use jiff::Timestamp;
+
+use crate::engine::{Decision, Identity, LockEntry, LockView, evaluate, locking_mode};
+use crate::protocol::{ClusterConfig, ObjectKey, Revision, ViewEvent, ViewObject};
+use crate::resources::{AccessRoleSpec, LockingMode, UserSpec};
+
+/// What applying an event changed, as far as live sessions are concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// The whole view was replaced; every lock in it may be new to live sessions.
+    Snapshot,
+    /// A lock was added or changed; sessions it matches must be cut.
+    Lock(Box<LockEntry>),
+    /// Roles, users or settings changed; locking modes may differ now.
+    Policy,
+    /// A lock was removed, or nothing changed beyond liveness.
+    Quiet,
+}
+
+/// Why an event could not be applied. The proxy reconnects and starts over from a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicaError {
+    /// A delta arrived before any snapshot.
+    #[error("lock-view stream sent revision {0} before a snapshot")]
+    NoSnapshot(Revision),
+    /// A delta's revision does not follow the last one applied.
+    #[error("lock-view stream went from revision {applied} back to {received}")]
+    OutOfOrder {
+        /// The last revision applied.
+        applied: Revision,
+        /// The revision received.
+        received: Revision,
+    },
+}
+
+/// The proxy-side view: locks (indexed), roles, users and the cluster settings.
+#[derive(Debug, Clone, Default)]
+pub struct ViewReplica {
+    revision: Option<Revision>,
+    locks: LockView,
+    roles: HashMap<String, AccessRoleSpec>,
+    users: HashMap<String, UserSpec>,
+    config: ClusterConfig,
+}
+
+impl ViewReplica {
+    /// The last revision applied, or `None` before the first snapshot.
+    pub fn revision(&self) -> Option<Revision> {
+        self.revision
+    }
+
+    /// Whether a snapshot has been applied; until then nothing can be decided.
+    pub fn has_snapshot(&self) -> bool {
+        self.revision.is_some()
+    }
+
+    /// The locks.
+    pub fn locks(&self) -> &LockView {
+        &self.locks
+    }
+
+    /// The effective cluster settings.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// A role's spec.
+    pub fn role(&self, name: &str) -> Option<&AccessRoleSpec> {
+        self.roles.get(name)
+    }
+
+    /// A user's spec.
+    pub fn user(&self, name: &str) -> Option<&UserSpec> {
+        self.users.get(name)
+    }
+
+    /// Applies one event. Deltas must follow the last applied revision; a
+    /// heartbeat may repeat it. A snapshot always starts over.
+    pub fn apply(&mut self, event: ViewEvent) -> Result<Applied, ReplicaError> {
+        let received = event.revision();
+        if let ViewEvent::Snapshot(snapshot) = event {
+            self.locks = LockView::from_entries(snapshot.locks);
+            self.roles = snapshot
+                .roles
+                .into_iter()
+                .map(|r| (r.name, r.spec))
+                .collect();
+            self.users = snapshot
+                .users
+                .into_iter()
+                .map(|u| (u.name, u.spec))
+                .collect();
+            self.config = snapshot.config;
+            self.revision = Some(received);
+            return Ok(Applied::Snapshot);
+        }
+        let applied = self.revision.ok_or(ReplicaError::NoSnapshot(received))?;
+        let in_order = match event {
+            ViewEvent::Heartbeat { .. } => received >= applied,
+            _ => received > applied,
+        };
+        if !in_order {
+            return Err(ReplicaError::OutOfOrder { applied, received });
+        }
+        self.revision = Some(received);
+        Ok(match event {
+            ViewEvent::Snapshot(_) | ViewEvent::Heartbeat { .. } => Applied::Quiet,
+            ViewEvent::Upsert { object, .. } => match object {
+                ViewObject::Lock(entry) => {
+                    self.locks.upsert(entry.clone());
+                    Applied::Lock(Box::new(entry))
+                }
+                ViewObject::Role(role) => {
+                    self.roles.insert(role.name, role.spec);
+                    Applied::Policy
+                }
+                ViewObject::User(user) => {
+                    self.users.insert(user.name, user.spec);
+                    Applied::Policy
+                }
+                ViewObject::Config(config) => {
+                    self.config = config;
+                    Applied::Policy
+                }
+            },
+            ViewEvent::Delete { key, .. } => match key {
+                ObjectKey::Lock(name) => {
+                    self.locks.remove(&name);
+                    Applied::Quiet
+                }
+                ObjectKey::Role(name) => {
+                    self.roles.remove(&name);
+                    Applied::Policy
+                }
+                ObjectKey::User(name) => {
+                    self.users.remove(&name);
+                    Applied::Policy
+                }
+            },
+        })
+    }
+
+    /// The AccessRoles of an authenticated user: those its User resource lists,
+    /// those any of its groups receive through `spec.groups`, and those its
+    /// credential names directly. Sorted and de-duplicated.
+    pub fn roles_for(&self, user: &str, groups: &[String], direct: &[String]) -> Vec<String> {
+        let mut roles: Vec<String> = direct.to_vec();
+        if let Some(spec) = self.users.get(user) {
+            roles.extend(spec.roles.iter().cloned());
+        }
+        roles.extend(
+            self.roles
+                .iter()
+                .filter(|(_, spec)| spec.groups.iter().any(|g| groups.contains(g)))
+                .map(|(name, _)| name.clone()),
+        );
+        roles.sort();
+        roles.dedup();
+        roles
+    }
+
+    /// The interaction's locking mode: the cluster's, unless any of its roles is strict.
+    pub fn locking_mode(&self, roles: &[String]) -> LockingMode {
+        locking_mode(
+            self.config.locking_mode,
+            roles
+                .iter()
+                .map(|role| self.roles.get(role).and_then(|spec| spec.options.lock)),
+        )
+    }
+
+    /// Decides a new interaction. Before the first snapshot the proxy knows
+    /// nothing, so it refuses in every mode (fail closed).
+    pub fn check(
+        &self,
+        identity: &Identity,
+        server_id: &str,
+        mode: LockingMode,
+        view_reliable: bool,
+        now: Timestamp,
+    ) -> Decision {
+        let targets = identity.targets(Some(server_id));
+        let reliable = view_reliable && self.has_snapshot();
+        let mode = if self.has_snapshot() {
+            mode
+        } else {
+            LockingMode::Strict
+        };
+        evaluate(&self.locks, &targets, mode, reliable, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Denial;
+    use crate::protocol::{RoleRecord, Snapshot, UserRecord};
+    use crate::resources::{LockTargetSpec, RoleOptions};
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    fn lock(name: &str, user: &str) -> LockEntry {
+        LockEntry {
+            name: name.into(),
+            target: LockTargetSpec {
+                user: Some(user.into()),
+                ..Default::default()
+            },
+            message: None,
+            created: ts(0),
+            expires_at: None,
+        }
+    }
+
+    fn snapshot(revision: Revision) -> ViewEvent {
+        ViewEvent::Snapshot(Snapshot {
+            revision,
+            locks: vec![lock("l1", "alice")],
+            roles: vec![RoleRecord {
+                name: "oncall".into(),
+                spec: AccessRoleSpec {
+                    options: RoleOptions {
+                        lock: Some(LockingMode::Strict),
+                        ..Default::default()
+                    },
+                    groups: vec!["sre".into()],
+                    ..Default::default()
+                },
+            }],
+            users: vec![UserRecord {
+                name: "bob".into(),
+                spec: UserSpec {
+                    roles: vec!["dev".into()],
+                    ..Default::default()
+                },
+            }],
+            config: ClusterConfig::default(),
+        })
+    }
+
+    #[test]
+    fn deltas_need_a_snapshot_and_order() {
+        let mut replica = ViewReplica::default();
+        let upsert = |revision| ViewEvent::Upsert {
+            revision,
+            object: ViewObject::Lock(lock("l2", "carol")),
+        };
+        assert_eq!(replica.apply(upsert(3)), Err(ReplicaError::NoSnapshot(3)));
+        assert_eq!(replica.apply(snapshot(5)), Ok(Applied::Snapshot));
+        assert_eq!(
+            replica.apply(upsert(5)),
+            Err(ReplicaError::OutOfOrder {
+                applied: 5,
+                received: 5
+            })
+        );
+        assert!(matches!(replica.apply(upsert(6)), Ok(Applied::Lock(_))));
+        let heartbeat = ViewEvent::Heartbeat {
+            revision: 6,
+            sent_at: ts(1),
+        };
+        assert_eq!(replica.apply(heartbeat), Ok(Applied::Quiet));
+        assert_eq!(replica.revision(), Some(6));
+        assert_eq!(replica.locks().len(), 2);
+    }
+
+    #[test]
+    fn roles_come_from_user_groups_and_credential() {
+        let mut replica = ViewReplica::default();
+        replica.apply(snapshot(1)).unwrap();
+        assert_eq!(
+            replica.roles_for("bob", &["sre".into()], &["extra".into()]),
+            vec!["dev", "extra", "oncall"]
+        );
+        assert_eq!(
+            replica.locking_mode(&["oncall".into()]),
+            LockingMode::Strict
+        );
+        assert_eq!(
+            replica.locking_mode(&["dev".into()]),
+            LockingMode::BestEffort
+        );
+    }
+
+    #[test]
+    fn nothing_is_allowed_before_the_first_snapshot() {
+        let replica = ViewReplica::default();
+        let bob = Identity {
+            user: "bob".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            replica.check(&bob, "p1", LockingMode::BestEffort, true, ts(0)),
+            Err(Denial::StaleView)
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Operations endpoints on a separate plain-HTTP listener: `/metrics`,
+//! `/healthz` and `/readyz`.
+
+mod metrics;
+mod readiness;
+mod server;
+
+pub use metrics::Metrics;
+pub use readiness::Readiness;
+pub use server::{AdminState, serve};

@@ -1,0 +1,139 @@
+//! Command-line flags. Every flag can also be set with a `DEADBOLT_*`
+//! environment variable, which is how the Helm chart configures the operator.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::source::SourceSpec;
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+/// The operator's flags.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "deadbolt-operator",
+    version,
+    about = "Serves the Deadbolt lock view to proxies, from Kubernetes or a directory of manifests."
+)]
+pub struct Args {
+    /// Where objects come from: `kube` (watch the cluster) or `dir:PATH` (a
+    /// directory of *.yaml manifests, reloaded on change).
+    #[arg(long, env = "DEADBOLT_SOURCE", default_value = "kube")]
+    pub source: SourceSpec,
+
+    /// Address of the lock-view stream (HTTPS, HTTP/2).
+    #[arg(long, env = "DEADBOLT_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+
+    /// Serving certificate (PEM). Without it, one is issued from the Deadbolt CA.
+    #[arg(long, env = "DEADBOLT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key of --tls-cert (PEM).
+    #[arg(long, env = "DEADBOLT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Extra names for the issued serving certificate (comma-separated DNS names or IPs).
+    #[arg(
+        long,
+        env = "DEADBOLT_TLS_SANS",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1"
+    )]
+    pub tls_sans: Vec<String>,
+
+    /// The operator's Service name; its in-cluster DNS names go into the issued serving certificate.
+    #[arg(
+        long,
+        env = "DEADBOLT_SERVICE_NAME",
+        default_value = "deadbolt-operator"
+    )]
+    pub service_name: String,
+
+    /// Directory holding the Deadbolt CA (ca.crt, ca.key) with --source dir:PATH;
+    /// created when missing.
+    #[arg(long, env = "DEADBOLT_CA_DIR")]
+    pub ca_dir: Option<PathBuf>,
+
+    /// Namespace of the `deadbolt-ca` Secret; defaults to the operator's own namespace.
+    #[arg(long, env = "DEADBOLT_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Audience that bearer tokens must be minted for.
+    #[arg(long, env = "DEADBOLT_TOKEN_AUDIENCE", default_value = "deadbolt")]
+    pub token_audience: String,
+
+    /// Address of /metrics, /healthz and /readyz (plain HTTP).
+    #[arg(long, env = "DEADBOLT_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "DEADBOLT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log filter, e.g. `info` or `deadbolt_operator=debug,info`.
+    #[arg(long, env = "DEADBOLT_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Heartbeat interval of the lock-view stream (Go duration). Proxies expect 1s;
+    /// keep it well under the cluster's maxLockStaleness.
+    #[arg(long, env = "DEADBOLT_HEARTBEAT_INTERVAL", default_value = "1s",
+          value_parser = parse_duration, hide = true)]
+    pub heartbeat_interval: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    match deadbolt_api::duration::parse(text) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err("must be greater than zero".into()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let args = Args::try_parse_from(["deadbolt-operator"]).unwrap();
+        assert_eq!(args.source, SourceSpec::Kube);
+        assert_eq!(args.listen.to_string(), "0.0.0.0:8443");
+        assert_eq!(args.metrics_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(args.log_format, LogFormat::Text);
+        assert_eq!(args.heartbeat_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn tls_cert_needs_its_key() {
+        assert!(Args::try_parse_from(["deadbolt-operator", "--tls-cert", "c.pem"]).is_err());
+        let args = Args::try_parse_from([
+            "deadbolt-operator",
+            "--source",
+            "dir:/m",
+            "--ca-dir",
+            "/ca",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(args.source, SourceSpec::Dir("/m".into()));
+        assert_eq!(args.log_format, LogFormat::Json);
+    }
+}

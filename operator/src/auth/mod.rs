@@ -1,0 +1,220 @@
+//! Who may subscribe to the lock view: a proxy with a client certificate from
+//! the Deadbolt CA, or a bearer token that passes a TokenReview.
+
+mod peer;
+
+pub use deadbolt_runtime::token::{
+    CacheTtls, CachingTokenChecker, DEFAULT_AUDIENCE, TokenChecker, TokenError, TokenReviewer,
+    TokenUser,
+};
+pub use peer::PeerIdentity;
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+use crate::ca::PROXY_ORGANIZATION;
+use crate::status::Failure;
+
+/// An authenticated subscriber.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A proxy certificate from the Deadbolt CA; its common name is the proxy's server id.
+    Proxy {
+        /// The server id the certificate was issued for.
+        server_id: String,
+    },
+    /// A bearer token the API server vouched for.
+    Token {
+        /// Who the token belongs to.
+        username: String,
+    },
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Proxy { server_id } => write!(f, "proxy certificate {server_id:?}"),
+            Self::Token { username } => write!(f, "token of {username:?}"),
+        }
+    }
+}
+
+/// Turns a connection's certificate or a request's `Authorization` header into
+/// a [`Principal`], or into the 401/403/503 the client is sent.
+#[derive(Clone, Default)]
+pub struct Authenticator {
+    tokens: Option<Arc<dyn TokenChecker>>,
+}
+
+impl fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("tokens", &self.tokens.is_some())
+            .finish()
+    }
+}
+
+const NO_CREDENTIALS: &str = "no credentials: present a client certificate issued by the Deadbolt CA, \
+     or an `Authorization: Bearer <token>` header with a service account token for audience \"deadbolt\"";
+
+impl Authenticator {
+    /// Accepts client certificates, and bearer tokens when `tokens` is set
+    /// (standalone mode has no API server to review tokens with).
+    pub fn new(tokens: Option<Arc<dyn TokenChecker>>) -> Self {
+        Self { tokens }
+    }
+
+    /// Authenticates a request. A verified client certificate wins over a header.
+    pub async fn authenticate(
+        &self,
+        peer: Option<&PeerIdentity>,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Principal, Failure> {
+        if let Some(peer) = peer {
+            return proxy_principal(peer);
+        }
+        let Some(header) = authorization else {
+            return Err(Failure::unauthorized(NO_CREDENTIALS));
+        };
+        let token = bearer_token(header).ok_or_else(|| {
+            Failure::unauthorized("the Authorization header must be `Bearer <token>`")
+        })?;
+        let Some(tokens) = &self.tokens else {
+            return Err(Failure::unauthorized(
+                "bearer tokens are not accepted: this operator runs without Kubernetes; \
+                 present a client certificate issued by the Deadbolt CA",
+            ));
+        };
+        match tokens.check(token).await {
+            Ok(user) => Ok(Principal::Token {
+                username: user.username,
+            }),
+            Err(TokenError::Rejected(reason)) => Err(Failure::unauthorized(format!(
+                "the bearer token was rejected: {reason}"
+            ))),
+            Err(TokenError::Unavailable(reason)) => Err(Failure::unavailable(format!(
+                "the bearer token cannot be checked right now, retry later: {reason}"
+            ))),
+        }
+    }
+}
+
+fn proxy_principal(peer: &PeerIdentity) -> Result<Principal, Failure> {
+    let is_proxy = peer.organizations.iter().any(|o| o == PROXY_ORGANIZATION);
+    match &peer.common_name {
+        Some(server_id) if is_proxy && !server_id.is_empty() => Ok(Principal::Proxy {
+            server_id: server_id.clone(),
+        }),
+        _ => Err(Failure::forbidden(format!(
+            "the client certificate (CN={:?}, O={:?}) is not a proxy certificate: the lock view \
+             needs one issued by the Deadbolt CA for a proxy (organization {PROXY_ORGANIZATION:?})",
+            peer.common_name.as_deref().unwrap_or(""),
+            peer.organizations,
+        ))),
+    }
+}
+
+fn bearer_token(header: &HeaderValue) -> Option<&str> {
+    let value = header.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::future::BoxFuture;
+    use http::StatusCode;
+
+    struct Fake;
+
+    impl TokenChecker for Fake {
+        fn check<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
+            Box::pin(async move {
+                match token {
+                    "good" => Ok(TokenUser {
+                        username: "alice".into(),
+                        groups: vec![],
+                    }),
+                    "down" => Err(TokenError::Unavailable("connection refused".into())),
+                    _ => Err(TokenError::Rejected("token has expired".into())),
+                }
+            })
+        }
+    }
+
+    fn authenticator() -> Authenticator {
+        Authenticator::new(Some(Arc::new(Fake)))
+    }
+
+    async fn header(value: &str) -> Result<Principal, Failure> {
+        let value = HeaderValue::from_str(value).unwrap();
+        authenticator().authenticate(None, Some(&value)).await
+    }
+
+    #[tokio::test]
+    async fn bearer_tokens_are_checked() {
+        assert_eq!(
+            header("Bearer good").await.unwrap(),
+            Principal::Token {
+                username: "alice".into()
+            }
+        );
+        let rejected = header("Bearer bad").await.unwrap_err();
+        assert_eq!(rejected.code, StatusCode::UNAUTHORIZED);
+        assert!(rejected.message.contains("token has expired"));
+        assert!(!rejected.message.contains("bad"), "never echo the token");
+        assert_eq!(
+            header("Bearer down").await.unwrap_err().code,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        for malformed in ["Basic abc", "Bearer", "Bearer   ", "good"] {
+            let failure = header(malformed).await.unwrap_err();
+            assert_eq!(failure.code, StatusCode::UNAUTHORIZED, "{malformed}");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_credentials_is_401_with_guidance() {
+        let failure = authenticator().authenticate(None, None).await.unwrap_err();
+        assert_eq!(failure.code, StatusCode::UNAUTHORIZED);
+        assert!(failure.message.contains("client certificate"));
+    }
+
+    #[tokio::test]
+    async fn tokens_without_a_checker_are_refused() {
+        let value = HeaderValue::from_static("Bearer good");
+        let failure = Authenticator::new(None)
+            .authenticate(None, Some(&value))
+            .await
+            .unwrap_err();
+        assert_eq!(failure.code, StatusCode::UNAUTHORIZED);
+        assert!(failure.message.contains("without Kubernetes"));
+    }
+
+    #[tokio::test]
+    async fn only_proxy_certificates_may_subscribe() {
+        let proxy = PeerIdentity {
+            common_name: Some("proxy-1".into()),
+            organizations: vec![PROXY_ORGANIZATION.into()],
+        };
+        assert_eq!(
+            authenticator().authenticate(Some(&proxy), None).await,
+            Ok(Principal::Proxy {
+                server_id: "proxy-1".into()
+            })
+        );
+        let user = PeerIdentity {
+            common_name: Some("alice".into()),
+            organizations: vec!["dev".into()],
+        };
+        let failure = authenticator()
+            .authenticate(Some(&user), None)
+            .await
+            .unwrap_err();
+        assert_eq!(failure.code, StatusCode::FORBIDDEN);
+    }
+}

@@ -1,0 +1,34 @@
+//! `deadbolt-operator`: serves the lock view to Deadbolt's proxies.
+//!
+//! The pieces, each in its own module:
+//!
+//! - [`source`] reads Locks, AccessRoles, Users and the ClusterAuthPreference
+//!   from Kubernetes or a directory into the [`view`] store, which numbers
+//!   every change with a revision and broadcasts it.
+//! - [`stream`] serves `POST /v1/lockview` over HTTP/2 and TLS ([`tls`]):
+//!   a snapshot, then deltas and heartbeats, while reading the proxies' acks
+//!   into the [`subscribers`] registry (which feeds `Lock.status.enforcedBy`).
+//! - [`auth`] admits proxies by client certificate from the Deadbolt [`ca`]
+//!   or by TokenReview'd bearer token.
+//! - [`admin`] serves `/metrics`, `/healthz` and `/readyz`.
+//!
+//! Controllers, admission webhooks and leader election come later; they will
+//! read the same store and registry.
+
+pub mod admin;
+pub mod args;
+pub mod auth;
+pub mod body;
+pub mod ca;
+pub mod logging;
+pub mod shutdown;
+pub mod source;
+pub mod status;
+pub mod stream;
+pub mod subscribers;
+pub mod view;
+
+mod run;
+
+pub use args::Args;
+pub use run::run;

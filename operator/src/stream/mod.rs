@@ -1,0 +1,142 @@
+//! The lock-view stream: `POST /v1/lockview` over HTTP/2 and TLS.
+//!
+//! Each connection is TLS-terminated here ([`crate::tls`]), each request is
+//! authenticated ([`crate::auth`]) and routed ([`handler`]), and each accepted
+//! subscriber gets a [`session`] that streams the view and reads its acks.
+
+mod acks;
+mod handler;
+mod session;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http2;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin::{Metrics, Readiness};
+use crate::auth::{Authenticator, PeerIdentity};
+use crate::shutdown::Shutdown;
+use crate::subscribers::Subscribers;
+use crate::view::ViewStore;
+
+pub use deadbolt_api::protocol::{LOCKVIEW_PATH, NDJSON, SERVER_ID_HEADER};
+
+/// How often a heartbeat is sent when nothing else is.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for streams to end before dropping them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Everything a lock-view stream needs.
+#[derive(Clone, Debug)]
+pub struct StreamContext {
+    /// The view to stream.
+    pub store: ViewStore,
+    /// Where subscribers and their acks are recorded.
+    pub subscribers: Subscribers,
+    /// Who may subscribe.
+    pub authenticator: Authenticator,
+    /// Whether the view is complete enough to serve.
+    pub readiness: Readiness,
+    /// Counters to bump.
+    pub metrics: Arc<Metrics>,
+    /// How often to send a heartbeat.
+    pub heartbeat_interval: Duration,
+}
+
+/// One accepted TLS connection.
+#[derive(Debug)]
+struct Connection {
+    remote: SocketAddr,
+    /// The verified client certificate's subject, when one was presented.
+    peer: Option<PeerIdentity>,
+}
+
+/// Serves the lock-view stream on `listener` until `shutdown`, then ends every
+/// stream cleanly (so proxies reconnect to another replica) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    context: StreamContext,
+    shutdown: Shutdown,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let context = Arc::new(context);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = shutdown.wait() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "lock-view listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let context = context.clone();
+        let shutdown = shutdown.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
+                    tracing::warn!(%remote, %error, "lock-view TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%remote, "lock-view TLS handshake timed out");
+                    return;
+                }
+            };
+            let peer = match PeerIdentity::from_connection(tls.get_ref().1) {
+                None => None,
+                Some(Ok(peer)) => Some(peer),
+                Some(Err(error)) => {
+                    // Verified by rustls but unreadable here: treat as a certificate
+                    // without identity, which is refused with a clear 403.
+                    tracing::warn!(%remote, %error, "unreadable client certificate");
+                    Some(PeerIdentity::default())
+                }
+            };
+            let connection = Arc::new(Connection { remote, peer });
+            let service = service_fn(move |request| {
+                let context = context.clone();
+                let connection = connection.clone();
+                let shutdown = shutdown.clone();
+                async move {
+                    let response = handler::handle(&context, &connection, &shutdown, request).await;
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let connection = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(Duration::from_secs(10)))
+                .keep_alive_timeout(Duration::from_secs(20))
+                .serve_connection(TokioIo::new(tls), service);
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!(%remote, %error, "lock-view connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("lock-view connections did not drain in time; dropping them");
+    }
+}

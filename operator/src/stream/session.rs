@@ -1,0 +1,163 @@
+//! One subscriber's stream: the view out (snapshot, deltas, heartbeats), acks in.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadbolt_api::protocol::{Ack, ViewEvent, encode_line};
+use hyper::body::{Bytes, Incoming};
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::StreamContext;
+use super::acks::{AckError, AckReader};
+use crate::admin::Metrics;
+use crate::body::{BodyAborted, BodyChunk};
+use crate::shutdown::Shutdown;
+use crate::subscribers::Subscriber;
+use crate::view::ViewFeed;
+
+/// How long to wait for room to queue the reset of a stream whose reader stalled.
+const ABORT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    Shutdown,
+    ClientGone,
+    StoreClosed,
+    AckBodyFailed(hyper::Error),
+    BadAck(String),
+}
+
+pub(super) struct Session {
+    feed: ViewFeed,
+    subscriber: Subscriber,
+    acks: AckReader,
+    outgoing: mpsc::Sender<BodyChunk>,
+    heartbeat: Duration,
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+    remote: SocketAddr,
+}
+
+impl Session {
+    pub(super) fn new(
+        context: &StreamContext,
+        subscriber: Subscriber,
+        body: Incoming,
+        outgoing: mpsc::Sender<BodyChunk>,
+        shutdown: Shutdown,
+        remote: SocketAddr,
+    ) -> Self {
+        Self {
+            feed: ViewFeed::new(context.store.clone()),
+            subscriber,
+            acks: AckReader::new(body),
+            outgoing,
+            heartbeat: context.heartbeat_interval,
+            shutdown,
+            metrics: context.metrics.clone(),
+            remote,
+        }
+    }
+
+    /// Streams until the client leaves, sends a bad ack, or the operator stops.
+    pub(super) async fn run(mut self) {
+        let end = self.stream().await;
+        let server_id = self.subscriber.server_id().to_string();
+        let remote = self.remote;
+        match &end {
+            End::BadAck(message) => {
+                self.metrics.ack_errors.inc();
+                tracing::error!(%remote, %server_id, error = %message, "disconnecting lock-view subscriber: malformed ack");
+                // Reset the stream rather than end it cleanly, so the proxy knows it was cut.
+                let abort = Err(BodyAborted(format!("malformed ack: {message}")));
+                let _ = tokio::time::timeout(ABORT_TIMEOUT, self.outgoing.send(abort)).await;
+            }
+            End::AckBodyFailed(error) => {
+                tracing::info!(%remote, %server_id, %error, "lock-view subscriber's ack stream failed");
+            }
+            End::Shutdown | End::ClientGone | End::StoreClosed => {
+                tracing::info!(%remote, %server_id, reason = ?end, "lock-view subscriber disconnected");
+            }
+        }
+        // Dropping the subscriber removes it from the registry.
+    }
+
+    async fn stream(&mut self) -> End {
+        let mut ticker = tokio::time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut acks_open = true;
+        let mut resyncs = 0;
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = self.shutdown.wait() => return End::Shutdown,
+                _ = self.outgoing.closed() => return End::ClientGone,
+                ack = self.acks.next(), if acks_open => {
+                    match ack {
+                        Ok(Some(ack)) => match self.apply(ack) {
+                            Ok(()) => continue,
+                            Err(message) => return End::BadAck(message),
+                        },
+                        Ok(None) => {
+                            // The proxy closed its side; keep streaming to it.
+                            acks_open = false;
+                            continue;
+                        }
+                        Err(AckError::Malformed(message)) => return End::BadAck(message),
+                        Err(AckError::Body(error)) => return End::AckBodyFailed(error),
+                    }
+                }
+                event = self.feed.next() => match event {
+                    Some(event) => event,
+                    None => return End::StoreClosed,
+                },
+                _ = ticker.tick() => ViewEvent::Heartbeat {
+                    revision: self.feed.position(),
+                    sent_at: Timestamp::now(),
+                },
+            };
+            if self.feed.resyncs() != resyncs {
+                resyncs = self.feed.resyncs();
+                self.metrics.resyncs.inc();
+                tracing::warn!(
+                    server_id = self.subscriber.server_id(),
+                    "lock-view subscriber fell behind; resyncing it with a snapshot"
+                );
+            }
+            let line = Bytes::from(encode_line(&event));
+            tokio::select! {
+                sent = self.outgoing.send(Ok(line)) => if sent.is_err() {
+                    return End::ClientGone;
+                },
+                _ = self.shutdown.wait() => return End::Shutdown,
+            }
+        }
+    }
+
+    /// Records an ack, refusing one that names another proxy or a revision
+    /// this stream never sent (which would inflate `enforcedBy`).
+    fn apply(&self, ack: Ack) -> Result<(), String> {
+        let Ack::Applied {
+            revision,
+            server_id,
+        } = ack;
+        if server_id != self.subscriber.server_id() {
+            return Err(format!(
+                "the ack names server id {server_id:?}, but this stream is for {:?}",
+                self.subscriber.server_id()
+            ));
+        }
+        if revision > self.feed.position() {
+            return Err(format!(
+                "the ack is for revision {revision}, but only revisions up to {} were sent",
+                self.feed.position()
+            ));
+        }
+        self.subscriber.ack(revision);
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! Which proxies are connected to this replica and which revision each has applied.
+//!
+//! This is what `Lock.status.enforcedBy` reports: of the connected proxies, how
+//! many have acked a revision at or after the lock's last change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use deadbolt_api::protocol::Revision;
+
+/// The registry of connected subscribers. Cheap to clone; clones share state.
+#[derive(Clone, Default, Debug)]
+pub struct Subscribers {
+    inner: Arc<Mutex<Registry>>,
+}
+
+#[derive(Default, Debug)]
+struct Registry {
+    next_id: u64,
+    connected: HashMap<u64, Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    server_id: String,
+    acked: Option<Revision>,
+}
+
+/// One connected subscriber. Dropping it disconnects it, so a stream that ends
+/// for any reason (error, shutdown, panic) never leaves a ghost behind.
+#[derive(Debug)]
+pub struct Subscriber {
+    id: u64,
+    server_id: String,
+    registry: Subscribers,
+}
+
+/// How many connected proxies enforce a lock, out of all connected: `3/3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnforcedBy {
+    /// Connected proxies that have acked the lock's last change.
+    pub applied: usize,
+    /// All connected proxies.
+    pub connected: usize,
+}
+
+impl fmt::Display for EnforcedBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.applied, self.connected)
+    }
+}
+
+/// What the registry knows about one subscriber, for logs and debugging.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriberInfo {
+    /// The proxy's server id.
+    pub server_id: String,
+    /// The last revision it acked, if any.
+    pub acked: Option<Revision>,
+}
+
+impl Subscribers {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a new connection from the proxy `server_id`. Two connections
+    /// from the same proxy count twice until one of them ends.
+    pub fn connect(&self, server_id: impl Into<String>) -> Subscriber {
+        let server_id = server_id.into();
+        let mut registry = self.lock();
+        registry.next_id += 1;
+        let id = registry.next_id;
+        registry.connected.insert(
+            id,
+            Entry {
+                server_id: server_id.clone(),
+                acked: None,
+            },
+        );
+        Subscriber {
+            id,
+            server_id,
+            registry: self.clone(),
+        }
+    }
+
+    /// How many subscribers are connected.
+    pub fn connected(&self) -> usize {
+        self.lock().connected.len()
+    }
+
+    /// Every connected subscriber, sorted by server id.
+    pub fn list(&self) -> Vec<SubscriberInfo> {
+        let mut list: Vec<_> = self
+            .lock()
+            .connected
+            .values()
+            .map(|entry| SubscriberInfo {
+                server_id: entry.server_id.clone(),
+                acked: entry.acked,
+            })
+            .collect();
+        list.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        list
+    }
+
+    /// How many connected subscribers have applied a change made at `changed_at`.
+    pub fn enforced_by(&self, changed_at: Revision) -> EnforcedBy {
+        let registry = self.lock();
+        EnforcedBy {
+            applied: registry
+                .connected
+                .values()
+                .filter(|entry| entry.acked.is_some_and(|acked| acked >= changed_at))
+                .count(),
+            connected: registry.connected.len(),
+        }
+    }
+
+    /// [`Self::enforced_by`] for many locks at once, as `(name, changed_at)`
+    /// pairs from [`crate::view::ViewStore::lock_revisions`]. Costs one sort of
+    /// the acks plus a binary search per lock.
+    pub fn enforced_by_locks(
+        &self,
+        locks: impl IntoIterator<Item = (String, Revision)>,
+    ) -> BTreeMap<String, EnforcedBy> {
+        let (mut acked, connected) = {
+            let registry = self.lock();
+            let acked: Vec<Revision> = registry
+                .connected
+                .values()
+                .filter_map(|entry| entry.acked)
+                .collect();
+            (acked, registry.connected.len())
+        };
+        acked.sort_unstable();
+        locks
+            .into_iter()
+            .map(|(name, changed_at)| {
+                let below = acked.partition_point(|&revision| revision < changed_at);
+                let applied = acked.len() - below;
+                (name, EnforcedBy { applied, connected })
+            })
+            .collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Subscriber {
+    /// Records that the proxy applied every change up to `revision`. Acks never
+    /// move backwards: an older, reordered ack is ignored.
+    pub fn ack(&self, revision: Revision) {
+        if let Some(entry) = self.registry.lock().connected.get_mut(&self.id) {
+            entry.acked = Some(entry.acked.map_or(revision, |acked| acked.max(revision)));
+        }
+    }
+
+    /// The proxy's server id.
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.registry.lock().connected.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_connected_subscribers_that_acked_the_change() {
+        let subscribers = Subscribers::new();
+        let a = subscribers.connect("proxy-a");
+        let b = subscribers.connect("proxy-b");
+        let _c = subscribers.connect("proxy-c");
+        assert_eq!(subscribers.enforced_by(5).to_string(), "0/3");
+        a.ack(5);
+        b.ack(4);
+        assert_eq!(subscribers.enforced_by(5).to_string(), "1/3");
+        b.ack(7);
+        assert_eq!(subscribers.enforced_by(5).to_string(), "2/3");
+        assert_eq!(subscribers.enforced_by(6).to_string(), "1/3");
+    }
+
+    #[test]
+    fn acks_never_move_backwards() {
+        let subscribers = Subscribers::new();
+        let a = subscribers.connect("proxy-a");
+        a.ack(9);
+        a.ack(3);
+        assert_eq!(subscribers.list()[0].acked, Some(9));
+    }
+
+    #[test]
+    fn dropping_a_subscriber_disconnects_it() {
+        let subscribers = Subscribers::new();
+        let a = subscribers.connect("proxy-a");
+        a.ack(10);
+        let b = subscribers.connect("proxy-b");
+        b.ack(10);
+        drop(a);
+        assert_eq!(subscribers.connected(), 1);
+        assert_eq!(subscribers.enforced_by(10).to_string(), "1/1");
+        drop(b);
+        assert_eq!(subscribers.enforced_by(10).to_string(), "0/0");
+    }
+
+    #[test]
+    fn batch_aggregation_agrees_with_the_single_lock_one() {
+        let subscribers = Subscribers::new();
+        let handles: Vec<_> = (1..=4)
+            .map(|n| {
+                let handle = subscribers.connect(format!("proxy-{n}"));
+                if n != 4 {
+                    handle.ack(n * 10);
+                }
+                handle
+            })
+            .collect();
+        let locks = [5, 10, 11, 20, 30, 31].map(|rev| (format!("lock-{rev}"), rev));
+        let batch = subscribers.enforced_by_locks(locks.clone());
+        for (name, changed_at) in locks {
+            assert_eq!(batch[&name], subscribers.enforced_by(changed_at), "{name}");
+        }
+        assert_eq!(batch["lock-10"].to_string(), "3/4");
+        assert_eq!(batch["lock-31"].to_string(), "0/4");
+        drop(handles);
+    }
+}
