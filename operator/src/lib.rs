@@ -15,13 +15,12 @@
 //! Controllers, admission webhooks and leader election come later; they will
 //! read the same store and registry.
 
+pub use deadbolt_runtime::{body, logging, shutdown};
+
 pub mod admin;
 pub mod args;
 pub mod auth;
-pub mod body;
 pub mod ca;
-pub mod logging;
-pub mod shutdown;
 pub mod source;
 pub mod status;
 pub mod stream;

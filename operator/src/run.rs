@@ -93,12 +93,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     ));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,
-        AdminState {
+        Arc::new(AdminState {
             metrics,
             store,
             subscribers,
             readiness,
-        },
+        }),
         shutdown.clone(),
     ));
 

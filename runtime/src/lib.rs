@@ -1,5 +1,10 @@
 //! The plumbing every Deadbolt process shares, so the operator and each proxy
-//! set up TLS (and, in time, their admin endpoints, logs and shutdown) the same way.
+//! set up TLS, check bearer tokens, serve their operations endpoints, log and
+//! shut down the same way.
 
+pub mod admin;
+pub mod body;
+pub mod logging;
+pub mod shutdown;
 pub mod tls;
 pub mod token;

@@ -5,6 +5,7 @@ mod metrics;
 mod readiness;
 mod server;
 
+pub use deadbolt_runtime::admin::serve;
 pub use metrics::Metrics;
 pub use readiness::Readiness;
-pub use server::{AdminState, serve};
+pub use server::AdminState;
