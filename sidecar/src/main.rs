@@ -1,6 +1,27 @@
-//! `deadbolt-sidecar`: the kube-API and database proxies. The proxies arrive
-//! with their own work; until then the binary only names the lock message format.
+//! `deadbolt-sidecar`: parses flags, sets up logging, runs one proxy.
 
-fn main() {
-    println!("{}", deadbolt_api::engine::STALE_VIEW_MESSAGE);
+use std::process::ExitCode;
+
+use clap::Parser;
+use deadbolt_runtime::logging;
+use deadbolt_sidecar::Cli;
+use deadbolt_sidecar::args::Command;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let common = match &cli.command {
+        Command::Postgres(args) => &args.common,
+    };
+    if let Err(error) = logging::init(common.log_format, &common.log_level) {
+        eprintln!("deadbolt-sidecar: {error}");
+        return ExitCode::FAILURE;
+    }
+    match deadbolt_sidecar::run::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

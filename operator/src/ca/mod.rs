@@ -10,9 +10,10 @@ pub use store::{CaPem, CaStore, Created, DirCaStore, SECRET_NAME, SecretCaStore,
 
 use std::time::Duration;
 
+use deadbolt_api::credential::CertIdentity;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
 };
 use std::sync::Arc;
 
@@ -196,6 +197,43 @@ impl DeadboltCa {
         params
             .distinguished_name
             .push(DnType::OrganizationName, PROXY_ORGANIZATION);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign(params, valid_for)
+    }
+
+    /// A short-lived client certificate carrying a user's identity (CN user, O
+    /// groups, `deadbolt:` URIs for roles, MFA device, device and access
+    /// requests, as `deadbolt_api::credential` lays out), which the proxies accept.
+    pub fn issue_user_cert(
+        &self,
+        identity: &CertIdentity,
+        valid_for: Duration,
+    ) -> Result<IssuedCert, CaError> {
+        check_name(&identity.user)?;
+        if identity.is_proxy() {
+            return Err(CaError::BadName {
+                name: identity.user.clone(),
+                reason: "a user certificate cannot carry the proxies' group",
+            });
+        }
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, identity.user.as_str());
+        for group in &identity.groups {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, group.as_str());
+        }
+        for uri in identity.uris() {
+            let uri = uri.try_into().map_err(|_| CaError::BadName {
+                name: identity.user.clone(),
+                reason: "a role, device or request name is not a valid URI",
+            })?;
+            params.subject_alt_names.push(SanType::URI(uri));
+        }
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         self.sign(params, valid_for)

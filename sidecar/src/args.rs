@@ -1,0 +1,129 @@
+//! The sidecar's flags. Every flag can also be set by an environment variable,
+//! as a Pod spec usually does.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use deadbolt_runtime::logging::LogFormat;
+
+/// `deadbolt-sidecar`: one proxy per process.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "deadbolt-sidecar",
+    version,
+    about = "Deadbolt proxies: refuse locked identities and cut their live sessions."
+)]
+pub struct Cli {
+    /// Which proxy to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The proxies.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// A PostgreSQL proxy.
+    Postgres(PostgresArgs),
+}
+
+/// What every proxy needs: where it listens, who it is, where its lock view
+/// comes from, and how it reports.
+#[derive(Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Address clients connect to.
+    #[arg(long, env = "DEADBOLT_LISTEN")]
+    pub listen: SocketAddr,
+    /// This proxy's server id: a lock on it makes the proxy refuse everything.
+    #[arg(long, env = "DEADBOLT_SERVER_ID")]
+    pub server_id: String,
+    /// Labels of this proxy (`key=value`), matched by roles' label rules.
+    #[arg(long = "label", env = "DEADBOLT_LABELS", value_delimiter = ',', value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Serving certificate (PEM) presented to clients.
+    #[arg(long, env = "DEADBOLT_TLS_CERT")]
+    pub tls_cert: PathBuf,
+    /// Key of the serving certificate (PEM).
+    #[arg(long, env = "DEADBOLT_TLS_KEY")]
+    pub tls_key: PathBuf,
+    /// The Deadbolt CA (PEM): verifies client certificates and the operator's serving certificate.
+    #[arg(long, env = "DEADBOLT_CA")]
+    pub ca: PathBuf,
+    /// The operator's lock-view endpoint, e.g. `https://deadbolt-operator:8443`.
+    #[arg(long, env = "DEADBOLT_VIEW_URL")]
+    pub view_url: http::Uri,
+    /// Client certificate (PEM) to subscribe with, issued by the Deadbolt CA for this server id.
+    #[arg(
+        long,
+        env = "DEADBOLT_VIEW_CERT",
+        requires = "view_key",
+        conflicts_with = "view_token_file"
+    )]
+    pub view_cert: Option<PathBuf>,
+    /// Key of `--view-cert`.
+    #[arg(long, env = "DEADBOLT_VIEW_KEY", requires = "view_cert")]
+    pub view_key: Option<PathBuf>,
+    /// Projected ServiceAccount token (audience `deadbolt`) to subscribe with instead of a certificate.
+    #[arg(long, env = "DEADBOLT_VIEW_TOKEN_FILE")]
+    pub view_token_file: Option<PathBuf>,
+    /// Accept Kubernetes bearer tokens as passwords, checked with TokenReview
+    /// (in-cluster credentials, or the kubeconfig).
+    #[arg(long, env = "DEADBOLT_TOKEN_REVIEW")]
+    pub token_review: bool,
+    /// Accept clients that do not ask for TLS. Insecure; for local experiments only.
+    #[arg(long, env = "DEADBOLT_ALLOW_PLAINTEXT")]
+    pub allow_plaintext: bool,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (plain HTTP).
+    #[arg(long, env = "DEADBOLT_METRICS_LISTEN", default_value = "0.0.0.0:9091")]
+    pub metrics_listen: SocketAddr,
+    /// Append audit events to this file instead of standard output.
+    #[arg(long, env = "DEADBOLT_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "DEADBOLT_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `deadbolt_sidecar=debug`.
+    #[arg(long, env = "DEADBOLT_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+/// The PostgreSQL proxy's flags.
+#[derive(Args, Debug, Clone)]
+pub struct PostgresArgs {
+    /// Listener, identity, lock view and reporting.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The real server, `host:port`.
+    #[arg(long, env = "DEADBOLT_UPSTREAM")]
+    pub upstream: String,
+    /// CA (PEM) of the upstream's certificate; enables TLS to the upstream.
+    #[arg(long, env = "DEADBOLT_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+    /// The name the upstream's certificate must carry (default: the upstream host).
+    #[arg(long, env = "DEADBOLT_UPSTREAM_SERVER_NAME")]
+    pub upstream_server_name: Option<String>,
+    /// Client certificate (PEM) for `cert` authentication to the upstream.
+    #[arg(
+        long,
+        env = "DEADBOLT_UPSTREAM_CERT",
+        requires = "upstream_key",
+        requires = "upstream_ca"
+    )]
+    pub upstream_cert: Option<PathBuf>,
+    /// Key of `--upstream-cert`.
+    #[arg(long, env = "DEADBOLT_UPSTREAM_KEY", requires = "upstream_cert")]
+    pub upstream_key: Option<PathBuf>,
+    /// File of `user:password` lines (`*` for any user) for password, md5 or SCRAM upstream logins.
+    #[arg(long, env = "DEADBOLT_UPSTREAM_PASSWORD_FILE")]
+    pub upstream_password_file: Option<PathBuf>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("label {text:?} is not key=value"))?;
+    if key.is_empty() {
+        return Err(format!("label {text:?} has an empty key"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}

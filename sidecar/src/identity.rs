@@ -1,0 +1,105 @@
+//! Who is connecting: a client certificate from the Deadbolt CA (already
+//! verified by rustls during the handshake), or a password that is a
+//! Kubernetes bearer token, checked with a (cached) TokenReview.
+
+use std::sync::Arc;
+
+use deadbolt_api::credential::CertIdentity;
+use deadbolt_runtime::token::{TokenChecker, TokenError};
+use rustls::pki_types::CertificateDer;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// Why a client could not be identified. The text reaches the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The certificate could not be read, or names no user.
+    #[error("invalid client certificate: {0}")]
+    Certificate(String),
+    /// A proxy's certificate was used to log in.
+    #[error("a proxy certificate cannot be used to open a session")]
+    ProxyCertificate,
+    /// No certificate and an empty password.
+    #[error(
+        "no credentials: present a client certificate from the Deadbolt CA, or use a Kubernetes bearer token as the password"
+    )]
+    Missing,
+    /// Tokens are not accepted by this proxy.
+    #[error("password authentication is not configured on this proxy: use a client certificate")]
+    TokensDisabled,
+    /// The token was rejected.
+    #[error("token rejected: {0}")]
+    Rejected(String),
+    /// The token could not be checked.
+    #[error("cannot check the token right now: {0}")]
+    Unavailable(String),
+}
+
+/// Turns a verified client certificate or a password into an identity.
+#[derive(Clone, Default)]
+pub struct Authenticator {
+    tokens: Option<Arc<dyn TokenChecker>>,
+}
+
+impl Authenticator {
+    /// An authenticator; without a token checker only certificates are accepted.
+    pub fn new(tokens: Option<Arc<dyn TokenChecker>>) -> Self {
+        Self { tokens }
+    }
+
+    /// The identity in a client certificate the TLS layer has verified.
+    pub fn from_certificate(
+        &self,
+        certificate: &CertificateDer<'_>,
+    ) -> Result<CertIdentity, AuthError> {
+        let identity = certificate_identity(certificate)?;
+        if identity.is_proxy() {
+            return Err(AuthError::ProxyCertificate);
+        }
+        Ok(identity)
+    }
+
+    /// The identity behind a password that is a bearer token.
+    pub async fn from_password(&self, password: &str) -> Result<CertIdentity, AuthError> {
+        let token = password.trim();
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let checker = self.tokens.as_ref().ok_or(AuthError::TokensDisabled)?;
+        match checker.check(token).await {
+            Ok(user) => Ok(CertIdentity {
+                user: user.username,
+                groups: user.groups,
+                ..Default::default()
+            }),
+            Err(TokenError::Rejected(reason)) => Err(AuthError::Rejected(reason)),
+            Err(TokenError::Unavailable(reason)) => Err(AuthError::Unavailable(reason)),
+        }
+    }
+}
+
+/// Reads CN, organizations and URI SANs, the layout `deadbolt_api::credential` defines.
+pub fn certificate_identity(certificate: &CertificateDer<'_>) -> Result<CertIdentity, AuthError> {
+    let invalid = |reason: String| AuthError::Certificate(reason);
+    let (_, parsed) = X509Certificate::from_der(certificate.as_ref())
+        .map_err(|error| invalid(format!("cannot parse it: {error}")))?;
+    let subject = parsed.subject();
+    let common_name = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .filter(|cn| !cn.is_empty())
+        .ok_or_else(|| invalid("it has no subject common name (the user)".into()))?;
+    let organizations: Vec<&str> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok())
+        .collect();
+    let mut uris = Vec::new();
+    if let Ok(Some(names)) = parsed.subject_alternative_name() {
+        for name in &names.value.general_names {
+            if let GeneralName::URI(uri) = name {
+                uris.push(*uri);
+            }
+        }
+    }
+    Ok(CertIdentity::from_parts(common_name, organizations, uris))
+}

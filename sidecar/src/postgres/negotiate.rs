@@ -1,0 +1,153 @@
+//! The start of a PostgreSQL connection: TLS first (the `SSLRequest` dance, or
+//! PostgreSQL 17's direct TLS with ALPN `postgresql`), then the startup packet.
+//! Plaintext sessions are refused unless explicitly allowed.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use pgwire::messages::startup::{GssEncRequest, SslRequest, Startup};
+use rustls::ServerConfig;
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::wire::{self, WireError};
+
+/// The ALPN protocol PostgreSQL 17 requires for direct TLS.
+pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
+/// The first byte of a TLS record carrying a handshake.
+const TLS_HANDSHAKE: u8 = 0x16;
+/// The code of a `CancelRequest` (pgwire keeps its constant private).
+const CANCEL_REQUEST_CODE: i32 = 80_877_102;
+/// How many SSL/GSS requests a client may send before its startup packet.
+const MAX_NEGOTIATIONS: usize = 3;
+
+/// A client stream, encrypted unless plaintext was explicitly allowed.
+pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
+
+/// What the client asked for once the connection is set up.
+pub enum Opening {
+    /// A session: the stream, the client's verified certificate (if any) and its startup message.
+    Session {
+        /// The client stream.
+        stream: Box<dyn ClientIo>,
+        /// The first certificate of the verified chain.
+        certificate: Option<CertificateDer<'static>>,
+        /// The startup message.
+        startup: Startup,
+    },
+    /// A query cancellation, to forward to the upstream as it is.
+    Cancel(BytesMut),
+}
+
+/// Why the opening failed; the client has been told when it could be.
+#[derive(Debug, thiserror::Error)]
+pub enum NegotiationError {
+    /// Malformed or unexpected input.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The TLS handshake failed.
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    /// Plaintext was offered and is not allowed.
+    #[error("the client did not ask for TLS")]
+    PlaintextRefused,
+    /// Direct TLS without the `postgresql` ALPN protocol.
+    #[error("direct TLS without ALPN \"postgresql\"")]
+    MissingAlpn,
+}
+
+/// Sets up TLS and reads the startup packet.
+pub async fn open(
+    tcp: TcpStream,
+    tls: Arc<ServerConfig>,
+    allow_plaintext: bool,
+) -> Result<Opening, NegotiationError> {
+    let acceptor = TlsAcceptor::from(tls);
+    let mut first = [0u8; 1];
+    let peeked = tcp.peek(&mut first).await.map_err(WireError::Io)?;
+    if peeked == 0 {
+        return Err(WireError::Closed.into());
+    }
+    if first[0] == TLS_HANDSHAKE {
+        let stream = acceptor.accept(tcp).await.map_err(NegotiationError::Tls)?;
+        if stream.get_ref().1.alpn_protocol() != Some(ALPN_POSTGRESQL) {
+            return Err(NegotiationError::MissingAlpn);
+        }
+        return read_startup_over_tls(stream).await;
+    }
+
+    let mut tcp = tcp;
+    for _ in 0..MAX_NEGOTIATIONS {
+        let packet = wire::read_startup_packet(&mut tcp).await?;
+        match request_code(&packet) {
+            SslRequest::BODY_MAGIC_NUMBER => {
+                tcp.write_all(b"S").await.map_err(WireError::Io)?;
+                let stream = acceptor.accept(tcp).await.map_err(NegotiationError::Tls)?;
+                return read_startup_over_tls(stream).await;
+            }
+            GssEncRequest::BODY_MAGIC_NUMBER => {
+                tcp.write_all(b"N").await.map_err(WireError::Io)?;
+            }
+            CANCEL_REQUEST_CODE => return Ok(Opening::Cancel(packet)),
+            _ if allow_plaintext => {
+                let startup = decode_startup(packet)?;
+                return Ok(Opening::Session {
+                    stream: Box::new(tcp),
+                    certificate: None,
+                    startup,
+                });
+            }
+            _ => {
+                wire::send_fatal(
+                    &mut tcp,
+                    wire::SQLSTATE_PROTOCOL,
+                    "this Deadbolt proxy requires TLS: connect with sslmode=require or stronger",
+                )
+                .await;
+                return Err(NegotiationError::PlaintextRefused);
+            }
+        }
+    }
+    Err(WireError::Malformed("too many SSL/GSS negotiation requests".into()).into())
+}
+
+async fn read_startup_over_tls(
+    mut stream: tokio_rustls::server::TlsStream<TcpStream>,
+) -> Result<Opening, NegotiationError> {
+    let certificate = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| cert.clone().into_owned());
+    let packet = wire::read_startup_packet(&mut stream).await?;
+    match request_code(&packet) {
+        CANCEL_REQUEST_CODE => Ok(Opening::Cancel(packet)),
+        SslRequest::BODY_MAGIC_NUMBER | GssEncRequest::BODY_MAGIC_NUMBER => {
+            Err(WireError::Malformed("SSL negotiation inside TLS".into()).into())
+        }
+        _ => Ok(Opening::Session {
+            stream: Box::new(stream),
+            certificate,
+            startup: decode_startup(packet)?,
+        }),
+    }
+}
+
+fn request_code(packet: &[u8]) -> i32 {
+    i32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]])
+}
+
+fn decode_startup(packet: BytesMut) -> Result<Startup, WireError> {
+    let startup: Startup = wire::decode(packet)?;
+    if startup.protocol_number_major != 3 {
+        return Err(WireError::Malformed(format!(
+            "unsupported protocol version {}.{}",
+            startup.protocol_number_major, startup.protocol_number_minor
+        )));
+    }
+    Ok(startup)
+}

@@ -1,0 +1,314 @@
+//! The proxy's own connection to the real PostgreSQL server: TCP, optional
+//! TLS (verifying the server, optionally with a client certificate), the
+//! startup packet, and authentication by trust, password, MD5 or
+//! SCRAM-SHA-256. What the server says after authenticating (parameters,
+//! backend key, ReadyForQuery) is handed back to be relayed to the client.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pgwire::messages::response::ErrorResponse;
+use pgwire::messages::startup::{
+    Authentication, Password, PasswordMessageFamily, SASLInitialResponse, SASLResponse, Startup,
+};
+use postgres_protocol::authentication::md5_hash;
+use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::negotiate::ClientIo;
+use super::wire::{self, WireError};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest message the upstream may send during authentication.
+const MAX_AUTH_MESSAGE: usize = 1 << 20;
+
+/// Passwords the proxy logs in to the upstream with, per database user, from a
+/// file of `user:password` lines (`*` matches any user).
+#[derive(Clone, Default)]
+pub struct Passwords(HashMap<String, String>);
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Passwords {
+    /// Parses `user:password` lines; blank lines and `#` comments are skipped.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut passwords = HashMap::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let (user, password) = line
+                .split_once(':')
+                .ok_or_else(|| format!("line {}: expected user:password", number + 1))?;
+            passwords.insert(user.to_string(), password.to_string());
+        }
+        Ok(Self(passwords))
+    }
+
+    /// Reads a password file.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        Self::parse(&text).map_err(|error| format!("{}: {error}", path.display()))
+    }
+
+    fn for_user(&self, user: &str) -> Option<&str> {
+        self.0
+            .get(user)
+            .or_else(|| self.0.get("*"))
+            .map(String::as_str)
+    }
+}
+
+/// TLS to the upstream.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    /// Trust (and an optional client certificate for `cert` authentication).
+    pub config: Arc<ClientConfig>,
+    /// The name the server certificate must carry.
+    pub server_name: ServerName<'static>,
+}
+
+/// Where and how the proxy reaches the real server.
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    /// `host:port`.
+    pub address: String,
+    /// TLS, when the upstream speaks it.
+    pub tls: Option<UpstreamTls>,
+    /// Passwords for `password`, `md5` and `scram-sha-256` authentication.
+    pub passwords: Passwords,
+}
+
+/// An authenticated upstream connection.
+pub struct Upstream {
+    /// The connection, positioned after the first ReadyForQuery.
+    pub stream: Box<dyn ClientIo>,
+    /// Everything after AuthenticationOk up to and including ReadyForQuery, to relay as is.
+    pub greeting: BytesMut,
+}
+
+/// Why the upstream session could not be set up. `ServerError` carries the
+/// server's own message, which the client sees.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP or TLS failed.
+    #[error("cannot reach the database at {address}: {reason}")]
+    Unreachable {
+        /// The address.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server refused (e.g. wrong password, unknown database).
+    #[error("{0}")]
+    ServerError(String),
+    /// The server asked for something the proxy cannot do.
+    #[error("the database asked for {0}, which the proxy is not configured for")]
+    Unsupported(String),
+    /// Malformed exchange.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+impl UpstreamConfig {
+    /// Opens a fresh connection (TCP + optional TLS), not yet started.
+    pub async fn connect(&self) -> Result<Box<dyn ClientIo>, UpstreamError> {
+        let unreachable = |reason: String| UpstreamError::Unreachable {
+            address: self.address.clone(),
+            reason,
+        };
+        let mut tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
+            .await
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(|error| unreachable(error.to_string()))?;
+        tcp.set_nodelay(true)
+            .map_err(|error| unreachable(error.to_string()))?;
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(tcp));
+        };
+        tcp.write_all(&ssl_request())
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let answer = tcp
+            .read_u8()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        if answer != b'S' {
+            return Err(unreachable("the server does not accept TLS".into()));
+        }
+        let stream = TlsConnector::from(tls.config.clone())
+            .connect(tls.server_name.clone(), tcp)
+            .await
+            .map_err(|error| unreachable(format!("TLS: {error}")))?;
+        Ok(Box::new(stream))
+    }
+
+    /// Connects and logs in as `startup`'s user.
+    pub async fn open(&self, startup: &Startup) -> Result<Upstream, UpstreamError> {
+        let mut stream = self.connect().await?;
+        stream
+            .write_all(&wire::encode(startup))
+            .await
+            .map_err(WireError::Io)?;
+        let user = startup
+            .parameters
+            .get("user")
+            .map(String::as_str)
+            .unwrap_or_default();
+        self.authenticate(&mut stream, user).await?;
+        let greeting = read_greeting(&mut stream).await?;
+        Ok(Upstream { stream, greeting })
+    }
+
+    async fn authenticate(
+        &self,
+        stream: &mut Box<dyn ClientIo>,
+        user: &str,
+    ) -> Result<(), UpstreamError> {
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            let message = wire::read_message(stream, MAX_AUTH_MESSAGE).await?;
+            match message[0] {
+                b'E' => return Err(server_error(message)),
+                b'R' => {}
+                other => return Err(WireError::Unexpected(other as char).into()),
+            }
+            let reply = match wire::decode::<Authentication>(message)? {
+                Authentication::Ok => return Ok(()),
+                Authentication::CleartextPassword => {
+                    let password = self.password(user, "password authentication")?;
+                    wire::encode(&PasswordMessageFamily::Password(Password::new(
+                        password.to_string(),
+                    )))
+                }
+                Authentication::MD5Password(salt) => {
+                    let password = self.password(user, "md5 authentication")?;
+                    let salt: [u8; 4] = salt
+                        .try_into()
+                        .map_err(|_| WireError::Malformed("MD5 salt is not 4 bytes".into()))?;
+                    let hashed = md5_hash(user.as_bytes(), password.as_bytes(), salt);
+                    wire::encode(&PasswordMessageFamily::Password(Password::new(hashed)))
+                }
+                Authentication::SASL(mechanisms) => {
+                    if !mechanisms.iter().any(|m| m == SCRAM_SHA_256) {
+                        return Err(UpstreamError::Unsupported(format!("SASL {mechanisms:?}")));
+                    }
+                    let password = self.password(user, "SCRAM-SHA-256 authentication")?;
+                    let state =
+                        ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+                    let initial = SASLInitialResponse::new(
+                        SCRAM_SHA_256.to_string(),
+                        Some(Bytes::copy_from_slice(state.message())),
+                    );
+                    scram = Some(state);
+                    wire::encode(&PasswordMessageFamily::SASLInitialResponse(initial))
+                }
+                Authentication::SASLContinue(data) => {
+                    let state = scram
+                        .as_mut()
+                        .ok_or_else(|| WireError::Malformed("SASL continue before SASL".into()))?;
+                    state
+                        .update(&data)
+                        .map_err(|error| UpstreamError::ServerError(format!("SCRAM: {error}")))?;
+                    let response = SASLResponse::new(Bytes::copy_from_slice(state.message()));
+                    wire::encode(&PasswordMessageFamily::SASLResponse(response))
+                }
+                Authentication::SASLFinal(data) => {
+                    let mut state = scram
+                        .take()
+                        .ok_or_else(|| WireError::Malformed("SASL final before SASL".into()))?;
+                    state.finish(&data).map_err(|error| {
+                        UpstreamError::ServerError(format!(
+                            "SCRAM: the server's proof is wrong: {error}"
+                        ))
+                    })?;
+                    continue;
+                }
+                other => return Err(UpstreamError::Unsupported(format!("{other:?}"))),
+            };
+            stream.write_all(&reply).await.map_err(WireError::Io)?;
+        }
+    }
+
+    fn password(&self, user: &str, method: &str) -> Result<&str, UpstreamError> {
+        self.passwords.for_user(user).ok_or_else(|| {
+            UpstreamError::Unsupported(format!(
+                "{method} for user {user:?} (no password configured)"
+            ))
+        })
+    }
+}
+
+/// Reads ParameterStatus, BackendKeyData, notices and NegotiateProtocolVersion
+/// up to and including the first ReadyForQuery.
+async fn read_greeting(stream: &mut Box<dyn ClientIo>) -> Result<BytesMut, UpstreamError> {
+    let mut greeting = BytesMut::new();
+    loop {
+        let message = wire::read_message(stream, MAX_AUTH_MESSAGE).await?;
+        match message[0] {
+            b'E' => return Err(server_error(message)),
+            b'Z' => {
+                greeting.extend_from_slice(&message);
+                return Ok(greeting);
+            }
+            b'S' | b'K' | b'N' | b'v' => greeting.extend_from_slice(&message),
+            other => return Err(WireError::Unexpected(other as char).into()),
+        }
+    }
+}
+
+fn server_error(message: BytesMut) -> UpstreamError {
+    match wire::decode::<ErrorResponse>(message) {
+        Ok(error) => {
+            let text = error
+                .fields
+                .iter()
+                .find(|(code, _)| *code == b'M')
+                .map(|(_, text)| text.clone())
+                .unwrap_or_else(|| "the database refused the connection".into());
+            UpstreamError::ServerError(text)
+        }
+        Err(error) => error.into(),
+    }
+}
+
+fn ssl_request() -> BytesMut {
+    wire::encode(&pgwire::messages::startup::SslRequest::new())
+}
+
+/// Forwards a client's CancelRequest to the upstream on a fresh connection, as PostgreSQL expects.
+pub async fn forward_cancel(config: &UpstreamConfig, packet: &[u8]) -> Result<(), UpstreamError> {
+    let mut stream = config.connect().await?;
+    stream.write_all(packet).await.map_err(WireError::Io)?;
+    let _ = stream.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_files_match_users_then_the_wildcard() {
+        let passwords =
+            Passwords::parse("# comment\napp:s3cret:with:colons\n*:fallback\n").unwrap();
+        assert_eq!(passwords.for_user("app"), Some("s3cret:with:colons"));
+        assert_eq!(passwords.for_user("other"), Some("fallback"));
+        assert!(Passwords::parse("no-colon").is_err());
+        assert!(format!("{passwords:?}").contains("app"));
+        assert!(!format!("{passwords:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,270 @@
+//! Reading and writing PostgreSQL messages around pgwire's codecs: the
+//! length-prefixed reads (with limits, so a 2 GiB length is an error and not an
+//! allocation), `ErrorResponse` construction, and a frame tracker that lets the
+//! relay know where message boundaries are without decoding every message.
+
+use bytes::{BufMut, BytesMut};
+use pgwire::messages::response::ErrorResponse;
+use pgwire::messages::{DecodeContext, Message};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Startup-phase packets (startup, SSL/GSS/cancel requests, passwords) are small;
+/// PostgreSQL itself caps them at 10,000 bytes.
+pub const MAX_STARTUP_PACKET: usize = 10_000;
+
+/// The longest message the relay accepts in either direction (PostgreSQL's own 1 GiB limit).
+pub const MAX_MESSAGE: usize = 1 << 30;
+
+/// SQLSTATE for refusals by a lock or a stale view: invalid_authorization_specification.
+pub const SQLSTATE_LOCKED: &str = "28000";
+/// SQLSTATE for a rejected password or token: invalid_password.
+pub const SQLSTATE_BAD_PASSWORD: &str = "28P01";
+/// SQLSTATE for malformed input: protocol_violation.
+pub const SQLSTATE_PROTOCOL: &str = "08P01";
+/// SQLSTATE for an unreachable upstream: connection_failure.
+pub const SQLSTATE_UPSTREAM: &str = "08006";
+
+/// Why the wire could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The peer closed the connection.
+    #[error("the connection closed")]
+    Closed,
+    /// A length field is impossible.
+    #[error("invalid message length {0}")]
+    Length(i64),
+    /// A message could not be decoded.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// A message arrived that the protocol does not allow here.
+    #[error("unexpected message {0:?}")]
+    Unexpected(char),
+    /// I/O failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+fn closed_on_eof(error: std::io::Error) -> WireError {
+    if error.kind() == std::io::ErrorKind::UnexpectedEof {
+        WireError::Closed
+    } else {
+        WireError::Io(error)
+    }
+}
+
+/// Reads an untyped startup-phase packet (length + body) into a buffer that
+/// holds the whole packet, length included.
+pub async fn read_startup_packet<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<BytesMut, WireError> {
+    let length = reader.read_i32().await.map_err(closed_on_eof)?;
+    if length < 8 || length as usize > MAX_STARTUP_PACKET {
+        return Err(WireError::Length(length.into()));
+    }
+    let mut packet = BytesMut::with_capacity(length as usize);
+    packet.put_i32(length);
+    packet.resize(length as usize, 0);
+    reader
+        .read_exact(&mut packet[4..])
+        .await
+        .map_err(closed_on_eof)?;
+    Ok(packet)
+}
+
+/// Reads one typed message (tag + length + body) whole, refusing lengths over `max`.
+pub async fn read_message<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<BytesMut, WireError> {
+    let tag = reader.read_u8().await.map_err(closed_on_eof)?;
+    let length = reader.read_i32().await.map_err(closed_on_eof)?;
+    if length < 4 || length as usize > max {
+        return Err(WireError::Length(length.into()));
+    }
+    let mut message = BytesMut::with_capacity(1 + length as usize);
+    message.put_u8(tag);
+    message.put_i32(length);
+    message.resize(1 + length as usize, 0);
+    reader
+        .read_exact(&mut message[5..])
+        .await
+        .map_err(closed_on_eof)?;
+    Ok(message)
+}
+
+/// Decodes a whole message with pgwire. pgwire's decoders index into the
+/// buffer, so a malformed body from a peer is caught here instead of unwinding
+/// through the proxy.
+pub fn decode<M: Message>(mut message: BytesMut) -> Result<M, WireError> {
+    let context = DecodeContext::default();
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        M::decode(&mut message, &context)
+    }))
+    .map_err(|_| WireError::Malformed("undecodable message body".into()))?;
+    decoded
+        .map_err(|error| WireError::Malformed(error.to_string()))?
+        .ok_or_else(|| WireError::Malformed("truncated message".into()))
+}
+
+/// Encodes a message with pgwire.
+pub fn encode<M: Message>(message: &M) -> BytesMut {
+    let mut buffer = BytesMut::with_capacity(message.message_length() + 1);
+    // Only messages the proxy builds itself are encoded, and their sizes are bounded.
+    if let Err(error) = message.encode(&mut buffer) {
+        tracing::error!(%error, "cannot encode a message");
+    }
+    buffer
+}
+
+/// An `ErrorResponse` with the given severity, SQLSTATE and message, which
+/// `psql` prints as `SEVERITY:  message`.
+pub fn error_response(severity: &str, code: &str, message: &str) -> BytesMut {
+    encode(&ErrorResponse::new(vec![
+        (b'S', severity.to_string()),
+        (b'V', severity.to_string()),
+        (b'C', code.to_string()),
+        (b'M', message.to_string()),
+    ]))
+}
+
+/// Sends a FATAL error and closes the write side.
+pub async fn send_fatal<W: AsyncWrite + Unpin>(writer: &mut W, code: &str, message: &str) {
+    let _ = writer
+        .write_all(&error_response("FATAL", code, message))
+        .await;
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+}
+
+/// Tracks message boundaries in a byte stream of typed messages, so bytes can
+/// be forwarded as they come and the relay still knows whether it stands
+/// between two messages.
+#[derive(Debug, Default, Clone)]
+pub struct FrameTracker {
+    header: [u8; 5],
+    header_len: usize,
+    remaining: usize,
+}
+
+impl FrameTracker {
+    /// Whether everything seen so far ends exactly at a message boundary.
+    pub fn at_boundary(&self) -> bool {
+        self.header_len == 0 && self.remaining == 0
+    }
+
+    /// Consumes `data`, failing on an impossible length.
+    pub fn advance(&mut self, mut data: &[u8]) -> Result<(), WireError> {
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let take = self.remaining.min(data.len());
+                self.remaining -= take;
+                data = &data[take..];
+                continue;
+            }
+            let take = (5 - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + take].copy_from_slice(&data[..take]);
+            self.header_len += take;
+            data = &data[take..];
+            if self.header_len == 5 {
+                let length = i32::from_be_bytes([
+                    self.header[1],
+                    self.header[2],
+                    self.header[3],
+                    self.header[4],
+                ]);
+                if length < 4 || length as usize > MAX_MESSAGE {
+                    return Err(WireError::Length(length.into()));
+                }
+                self.remaining = length as usize - 4;
+                self.header_len = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many leading bytes of `data` finish the message in progress, leaving
+    /// the tracker at a boundary. Only meaningful when not at a boundary.
+    pub fn bytes_to_boundary(&self, data: &[u8]) -> Option<usize> {
+        let mut probe = self.clone();
+        let mut consumed = 0;
+        while !probe.at_boundary() {
+            let step = if probe.remaining > 0 {
+                probe.remaining.min(data.len() - consumed)
+            } else {
+                1
+            };
+            if consumed + step > data.len() || step == 0 {
+                return None;
+            }
+            probe.advance(&data[consumed..consumed + step]).ok()?;
+            consumed += step;
+        }
+        Some(consumed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        out.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn boundaries_are_tracked_across_arbitrary_splits() {
+        let mut stream = message(b'D', b"hello");
+        stream.extend(message(b'C', b"SELECT 1\0"));
+        stream.extend(message(b'Z', b"I"));
+        for split in 0..stream.len() {
+            let mut tracker = FrameTracker::default();
+            tracker.advance(&stream[..split]).unwrap();
+            tracker.advance(&stream[split..]).unwrap();
+            assert!(tracker.at_boundary(), "split at {split}");
+        }
+        let mut tracker = FrameTracker::default();
+        tracker.advance(&stream[..3]).unwrap();
+        assert!(!tracker.at_boundary());
+        assert_eq!(tracker.bytes_to_boundary(&stream[3..]), Some(10 - 3));
+    }
+
+    #[test]
+    fn impossible_lengths_are_errors() {
+        let mut tracker = FrameTracker::default();
+        assert!(tracker.advance(&[b'Q', 0, 0, 0, 3]).is_err());
+        let mut tracker = FrameTracker::default();
+        assert!(tracker.advance(&[b'Q', 0x7f, 0xff, 0xff, 0xff]).is_err());
+        let mut tracker = FrameTracker::default();
+        assert!(tracker.advance(&[b'Q', 0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    #[tokio::test]
+    async fn huge_startup_lengths_are_refused_without_allocating() {
+        let mut input: &[u8] = &[0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0];
+        assert!(matches!(
+            read_startup_packet(&mut input).await,
+            Err(WireError::Length(_))
+        ));
+        let mut input: &[u8] = &[b'p', 0x7f, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            read_message(&mut input, MAX_STARTUP_PACKET).await,
+            Err(WireError::Length(_))
+        ));
+    }
+
+    #[test]
+    fn error_responses_carry_the_message() {
+        let bytes = error_response(
+            "FATAL",
+            SQLSTATE_LOCKED,
+            "lock targeting User:\"a\" is in force",
+        );
+        assert_eq!(bytes[0], b'E');
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("lock targeting User:\"a\" is in force"));
+        assert!(text.contains("28000"));
+    }
+}

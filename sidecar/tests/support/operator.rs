@@ -1,0 +1,154 @@
+//! An in-process operator serving the lock view over TLS, with a view store
+//! the test edits directly (as the operator's sources would).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadbolt_api::engine::LockEntry;
+use deadbolt_api::protocol::{ClusterConfig, ObjectKey, ViewObject};
+use deadbolt_api::resources::{LockTargetSpec, LockingMode};
+use deadbolt_operator::admin::{Metrics, Readiness};
+use deadbolt_operator::auth::Authenticator;
+use deadbolt_operator::ca::{DeadboltCa, IssuedCert};
+use deadbolt_operator::shutdown::{Shutdown, ShutdownTrigger};
+use deadbolt_operator::stream::{self, StreamContext};
+use deadbolt_operator::subscribers::Subscribers;
+use deadbolt_operator::view::ViewStore;
+use deadbolt_runtime::tls::{self, ClientAuth};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// A running lock-view server.
+pub struct Operator {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The Deadbolt CA: it signs the operator's, the proxies' and the users' certificates.
+    pub ca: Arc<DeadboltCa>,
+    /// The view; edit it to push changes.
+    pub store: ViewStore,
+    trigger: Option<ShutdownTrigger>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Operator {
+    /// A ready server heartbeating every 200 ms.
+    pub async fn start() -> Self {
+        let ca = Arc::new(DeadboltCa::generate().unwrap());
+        let mut operator = Self {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ca,
+            store: ViewStore::default(),
+            trigger: None,
+            task: None,
+        };
+        operator.serve().await;
+        operator
+    }
+
+    async fn serve(&mut self) {
+        let serving = self
+            .ca
+            .issue_serving_cert(
+                &["localhost".into(), "127.0.0.1".into()],
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+        let config = tls::server_config(
+            serving.certified_key().unwrap(),
+            ClientAuth::Optional(self.ca.root_store().unwrap()),
+            &[b"h2"],
+        )
+        .unwrap();
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.addr = listener.local_addr().unwrap();
+        let readiness = Readiness::new();
+        readiness.set_ready();
+        let (trigger, shutdown) = Shutdown::new();
+        let context = StreamContext {
+            store: self.store.clone(),
+            subscribers: Subscribers::new(),
+            authenticator: Authenticator::new(None),
+            readiness,
+            metrics: Arc::new(Metrics::new()),
+            heartbeat_interval: Duration::from_millis(200),
+        };
+        self.trigger = Some(trigger);
+        self.task = Some(tokio::spawn(stream::serve(
+            listener, config, context, shutdown,
+        )));
+    }
+
+    /// Stops serving: subscribed proxies stop hearing from it.
+    pub async fn stop(&mut self) {
+        if let Some(trigger) = self.trigger.take() {
+            trigger.trigger();
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Serves again on the same address.
+    pub async fn restart(&mut self) {
+        self.serve().await;
+    }
+
+    /// A proxy's client certificate.
+    pub fn proxy_cert(&self, server_id: &str) -> IssuedCert {
+        self.ca
+            .issue_proxy_cert(server_id, Duration::from_secs(3600))
+            .unwrap()
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> String {
+        self.ca.cert_pem().to_string()
+    }
+
+    /// Pushes a lock with this target and message.
+    pub fn lock(&self, name: &str, target: LockTargetSpec, message: &str) {
+        self.store.upsert(ViewObject::Lock(LockEntry {
+            name: name.into(),
+            target,
+            message: Some(message.into()),
+            created: jiff::Timestamp::now(),
+            expires_at: None,
+        }));
+    }
+
+    /// Pushes a lock that expires `after` from now.
+    pub fn lock_until(&self, name: &str, target: LockTargetSpec, after: Duration) {
+        self.store.upsert(ViewObject::Lock(LockEntry {
+            name: name.into(),
+            target,
+            message: None,
+            created: jiff::Timestamp::now(),
+            expires_at: Some(
+                jiff::Timestamp::now() + jiff::SignedDuration::try_from(after).unwrap(),
+            ),
+        }));
+    }
+
+    /// Deletes a lock.
+    pub fn unlock(&self, name: &str) {
+        self.store.delete(&ObjectKey::Lock(name.into()));
+    }
+
+    /// Sets the cluster's locking mode and staleness bound.
+    pub fn configure(&self, mode: LockingMode, max_staleness: Duration) {
+        self.store.upsert(ViewObject::Config(ClusterConfig {
+            locking_mode: mode,
+            max_lock_staleness_ms: max_staleness.as_millis() as u64,
+            ..Default::default()
+        }));
+    }
+}
+
+/// A target with one field set.
+pub fn target(kind: deadbolt_api::TargetKind, value: &str) -> LockTargetSpec {
+    let mut target = LockTargetSpec::default();
+    *target.field_mut(kind) = Some(value.into());
+    target
+}

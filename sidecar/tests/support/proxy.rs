@@ -1,0 +1,204 @@
+//! An in-process Deadbolt PostgreSQL proxy subscribed to the test operator,
+//! and the client credentials (Deadbolt user certificates) to reach it.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadbolt_api::credential::CertIdentity;
+use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
+use deadbolt_runtime::tls::{self, ClientAuth, ClientTls};
+use deadbolt_sidecar::audit::AuditSink;
+use deadbolt_sidecar::gate::Gate;
+use deadbolt_sidecar::identity::Authenticator;
+use deadbolt_sidecar::metrics::Metrics;
+use deadbolt_sidecar::postgres::{self, Passwords, PostgresProxy, UpstreamConfig};
+use deadbolt_sidecar::session::SessionRegistry;
+use deadbolt_sidecar::view::{
+    ViewClient, ViewClientConfig, ViewCredentials, ViewState, staleness_watchdog,
+};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+
+use super::operator::Operator;
+use super::postgres::Postgres;
+
+/// Audit lines collected in memory.
+#[derive(Clone, Default)]
+pub struct AuditLines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for AuditLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AuditLines {
+    /// Every event so far.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+/// A running proxy.
+pub struct Proxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// Its lock view.
+    pub view: Arc<ViewState>,
+    /// Its audit events.
+    pub audit: AuditLines,
+    /// Files for clients: `ca.crt`, and `<user>.crt`/`<user>.key`.
+    pub files: TempDir,
+    ca: Arc<deadbolt_operator::ca::DeadboltCa>,
+    trigger: ShutdownTrigger,
+}
+
+impl Proxy {
+    /// A proxy named `server_id` in front of `postgres`, subscribed to `operator`;
+    /// returns once its first snapshot has arrived.
+    pub async fn start(operator: &Operator, postgres: &Postgres, server_id: &str) -> Self {
+        let roots = tls::root_store(operator.ca_pem().as_bytes()).unwrap();
+        let view = Arc::new(ViewState::new(server_id, SessionRegistry::default()));
+        let subscription = operator.proxy_cert(server_id);
+        let client = ViewClient::new(
+            ViewClientConfig {
+                endpoint: format!("https://localhost:{}", operator.addr.port())
+                    .parse()
+                    .unwrap(),
+                server_id: server_id.into(),
+                tls: ClientTls {
+                    roots: roots.clone(),
+                    identity: Some(subscription.certified_key().unwrap()),
+                },
+                credentials: ViewCredentials::Certificate,
+            },
+            view.clone(),
+        )
+        .unwrap();
+        tokio::spawn(client.run());
+        tokio::spawn(staleness_watchdog(view.clone(), Duration::from_millis(20)));
+
+        let serving = operator
+            .ca
+            .issue_serving_cert(
+                &["localhost".into(), "127.0.0.1".into()],
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+        let tls_config = tls::server_config(
+            serving.certified_key().unwrap(),
+            ClientAuth::Optional(roots),
+            &[postgres::ALPN_POSTGRESQL],
+        )
+        .unwrap();
+        let audit = AuditLines::default();
+        let proxy = Arc::new(PostgresProxy {
+            gate: Gate {
+                view: view.clone(),
+                audit: AuditSink::to_writer(Box::new(audit.clone())),
+                metrics: Arc::new(Metrics::new()),
+            },
+            authenticator: Authenticator::new(None),
+            tls: tls_config,
+            upstream: UpstreamConfig {
+                address: postgres.address(),
+                tls: None,
+                passwords: Passwords::parse(&Postgres::password_lines()).unwrap(),
+            },
+            allow_plaintext: false,
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown): (ShutdownTrigger, Shutdown) = Shutdown::new();
+        tokio::spawn(proxy.serve(listener, shutdown));
+
+        let files = tempfile::tempdir().unwrap();
+        std::fs::write(files.path().join("ca.crt"), operator.ca_pem()).unwrap();
+        let started = Self {
+            addr,
+            view,
+            audit,
+            files,
+            ca: operator.ca.clone(),
+            trigger,
+        };
+        super::eventually("the first snapshot", || started.view.is_ready()).await;
+        started
+    }
+
+    /// Writes a user certificate for `identity` and returns (cert, key) paths.
+    pub fn user_cert(&self, identity: &CertIdentity) -> (PathBuf, PathBuf) {
+        let issued = self
+            .ca
+            .issue_user_cert(identity, Duration::from_secs(3600))
+            .unwrap();
+        let cert = self.files.path().join(format!("{}.crt", identity.user));
+        let key = self.files.path().join(format!("{}.key", identity.user));
+        std::fs::write(&cert, &issued.cert_pem).unwrap();
+        std::fs::write(&key, &issued.key_pem).unwrap();
+        set_private(&key);
+        (cert, key)
+    }
+
+    /// A libpq connection string for `identity` logging in as `login`.
+    pub fn conninfo(&self, identity: &CertIdentity, login: &str) -> String {
+        let (cert, key) = self.user_cert(identity);
+        format!(
+            "host=localhost port={} user={login} dbname={login} sslmode=verify-full sslrootcert={} sslcert={} sslkey={} connect_timeout=10",
+            self.addr.port(),
+            self.files.path().join("ca.crt").display(),
+            cert.display(),
+            key.display()
+        )
+    }
+
+    /// Runs the real `psql` once with `sql`.
+    pub fn psql(&self, identity: &CertIdentity, login: &str, sql: &str) -> Output {
+        std::process::Command::new("psql")
+            .arg(self.conninfo(identity, login))
+            .args(["-XAtc", sql])
+            .env_remove("PGPASSWORD")
+            .output()
+            .expect("psql is not installed: run scripts/install-tools.sh")
+    }
+
+    /// Waits until the proxy has applied everything the operator's view holds.
+    pub async fn catch_up(&self, operator: &Operator) {
+        let revision = operator.store.revision();
+        super::eventually("the proxy to catch up", || {
+            self.view
+                .revision()
+                .is_some_and(|applied| applied >= revision)
+        })
+        .await;
+    }
+
+    /// Stops accepting connections.
+    pub fn stop(&self) {
+        self.trigger.trigger();
+    }
+}
+
+fn set_private(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A user identity for tests.
+pub fn user(name: &str) -> CertIdentity {
+    CertIdentity {
+        user: name.into(),
+        ..Default::default()
+    }
+}
