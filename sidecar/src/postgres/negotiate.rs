@@ -123,18 +123,34 @@ async fn read_startup_over_tls(
         .peer_certificates()
         .and_then(|chain| chain.first())
         .map(|cert| cert.clone().into_owned());
-    let packet = wire::read_startup_packet(&mut stream).await?;
-    match request_code(&packet) {
-        CANCEL_REQUEST_CODE => Ok(Opening::Cancel(packet)),
+    let packet = match wire::read_startup_packet(&mut stream).await {
+        Ok(packet) => packet,
+        Err(error) => return Err(tell(&mut stream, error).await),
+    };
+    let startup = match request_code(&packet) {
+        CANCEL_REQUEST_CODE => return Ok(Opening::Cancel(packet)),
         SslRequest::BODY_MAGIC_NUMBER | GssEncRequest::BODY_MAGIC_NUMBER => {
-            Err(WireError::Malformed("SSL negotiation inside TLS".into()).into())
+            Err(WireError::Malformed("SSL negotiation inside TLS".into()))
         }
-        _ => Ok(Opening::Session {
+        _ => decode_startup(packet),
+    };
+    match startup {
+        Ok(startup) => Ok(Opening::Session {
             stream: Box::new(stream),
             certificate,
-            startup: decode_startup(packet)?,
+            startup,
         }),
+        Err(error) => Err(tell(&mut stream, error).await),
     }
+}
+
+/// Tells the client why its startup packet was refused (when it is still there to hear it).
+async fn tell<S: ClientIo>(stream: &mut S, error: WireError) -> NegotiationError {
+    if !matches!(error, WireError::Closed | WireError::Io(_)) {
+        let message = format!("invalid startup packet: {error}");
+        wire::send_fatal(stream, wire::SQLSTATE_PROTOCOL, &message).await;
+    }
+    error.into()
 }
 
 fn request_code(packet: &[u8]) -> i32 {

@@ -92,10 +92,36 @@ pub async fn read_message<R: AsyncRead + Unpin>(
     Ok(message)
 }
 
-/// Decodes a whole message with pgwire. pgwire's decoders index into the
-/// buffer, so a malformed body from a peer is caught here instead of unwinding
-/// through the proxy.
+/// Checks what pgwire's decoders take for granted, so a malformed body is an
+/// error and not an out-of-bounds read: authentication requests carry at least
+/// their code (and MD5 its salt), and C-string messages end with their NUL.
+fn check_structure(message: &[u8]) -> Result<(), WireError> {
+    let malformed = |what: &str| Err(WireError::Malformed(what.into()));
+    let Some(&tag) = message.first() else {
+        return malformed("empty message");
+    };
+    let body = message.get(5..).unwrap_or_default();
+    match tag {
+        b'R' => match body
+            .get(..4)
+            .map(|code| i32::from_be_bytes([code[0], code[1], code[2], code[3]]))
+        {
+            None => malformed("authentication request without a code"),
+            Some(5) if body.len() != 8 => malformed("MD5 request without a 4-byte salt"),
+            _ => Ok(()),
+        },
+        b'E' | b'N' | b'p' if body.last() != Some(&0) => malformed("unterminated string"),
+        _ => Ok(()),
+    }
+}
+
+/// Decodes a whole message with pgwire, after [`check_structure`]. pgwire's
+/// decoders index into the buffer, so anything the check misses is still
+/// caught here rather than unwinding through the proxy.
 pub fn decode<M: Message>(mut message: BytesMut) -> Result<M, WireError> {
+    if M::message_type().is_some() {
+        check_structure(&message)?;
+    }
     let context = DecodeContext::default();
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         M::decode(&mut message, &context)
@@ -253,6 +279,26 @@ mod tests {
             read_message(&mut input, MAX_STARTUP_PACKET).await,
             Err(WireError::Length(_))
         ));
+    }
+
+    #[test]
+    fn truncated_bodies_are_errors_not_panics() {
+        use pgwire::messages::startup::{Authentication, Password};
+        for bytes in [
+            &[b'R', 0, 0, 0, 4][..],
+            &[b'R', 0, 0, 0, 8, 0, 0, 0, 5],
+            &[b'R', 0, 0, 0, 9, 0, 0, 0, 5, 1],
+        ] {
+            assert!(
+                decode::<Authentication>(BytesMut::from(bytes)).is_err(),
+                "{bytes:?}"
+            );
+        }
+        assert!(decode::<ErrorResponse>(BytesMut::from(&[b'E', 0, 0, 0, 6, b'M'][..])).is_err());
+        assert!(decode::<Password>(BytesMut::from(&[b'p', 0, 0, 0, 6, b'x'][..])).is_err());
+        let password =
+            decode::<Password>(BytesMut::from(&[b'p', 0, 0, 0, 7, b'x', 0][..])).unwrap();
+        assert_eq!(password.password, "x");
     }
 
     #[test]
