@@ -295,9 +295,9 @@ mod tests {
             );
         }
         assert!(decode::<ErrorResponse>(BytesMut::from(&[b'E', 0, 0, 0, 6, b'M'][..])).is_err());
-        assert!(decode::<Password>(BytesMut::from(&[b'p', 0, 0, 0, 6, b'x'][..])).is_err());
+        assert!(decode::<Password>(BytesMut::from(&[b'p', 0, 0, 0, 5, b'x'][..])).is_err());
         let password =
-            decode::<Password>(BytesMut::from(&[b'p', 0, 0, 0, 7, b'x', 0][..])).unwrap();
+            decode::<Password>(BytesMut::from(&[b'p', 0, 0, 0, 6, b'x', 0][..])).unwrap();
         assert_eq!(password.password, "x");
     }
 
