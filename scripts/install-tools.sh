@@ -18,6 +18,8 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing_debs
 command -v mysql >/dev/null 2>&1 || missing_debs+=(mariadb-client)
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing_debs+=(pgbouncer)
 command -v unzip >/dev/null 2>&1 || missing_debs+=(unzip)
+command -v curl >/dev/null 2>&1 || missing_debs+=(curl)
+command -v pgbench >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || missing_debs+=(postgresql-contrib)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing_debs[*]}"
   export DEBIAN_FRONTEND=noninteractive

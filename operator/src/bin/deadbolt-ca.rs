@@ -1,0 +1,152 @@
+//! `deadbolt-ca`: issues certificates from a Deadbolt CA kept in a directory,
+//! for standalone deployments (databases outside Kubernetes) and the local demo.
+//! In a cluster the CA lives in the `deadbolt-ca` Secret and the operator issues.
+//!
+//! ```text
+//! deadbolt-ca --ca-dir DIR proxy   --server-id ID       --out PREFIX
+//! deadbolt-ca --ca-dir DIR serving --name localhost ... --out PREFIX
+//! deadbolt-ca --ca-dir DIR user    --user alice [--group g] [--role r]
+//!             [--mfa-device UUID] [--device ID] [--access-request ID] --out PREFIX
+//! ```
+//! Each writes `PREFIX.crt` and `PREFIX.key` (mode 0600); the CA is created when missing.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use deadbolt_api::credential::CertIdentity;
+use deadbolt_operator::ca::{self, DirCaStore, IssuedCert};
+
+/// Issues Deadbolt certificates from a CA directory.
+#[derive(Parser, Debug)]
+#[command(name = "deadbolt-ca", version)]
+struct Cli {
+    /// Directory holding `ca.crt` and `ca.key` (created when missing).
+    #[arg(long, env = "DEADBOLT_CA_DIR")]
+    ca_dir: PathBuf,
+    /// Validity of the issued certificate (Go duration).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    valid_for: Duration,
+    /// Output prefix: PREFIX.crt and PREFIX.key.
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
+    #[command(subcommand)]
+    kind: Kind,
+}
+
+#[derive(Subcommand, Debug)]
+enum Kind {
+    /// A proxy's certificate for subscribing to the lock view.
+    Proxy {
+        /// The proxy's server id.
+        #[arg(long)]
+        server_id: String,
+    },
+    /// A serving certificate (for a proxy's or the operator's listener).
+    Serving {
+        /// DNS names and IP addresses.
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+    },
+    /// A user's short-lived client certificate.
+    User {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        /// Groups.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// AccessRoles granted by the certificate itself.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// The MFA device the certificate's MFA check used.
+        #[arg(long)]
+        mfa_device: Option<String>,
+        /// The trusted device.
+        #[arg(long)]
+        device: Option<String>,
+        /// Access requests.
+        #[arg(long = "access-request")]
+        access_requests: Vec<String>,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    deadbolt_api::duration::parse(text).map_err(|error| error.to_string())
+}
+
+/// `PREFIX.crt` or `PREFIX.key`, keeping any dots already in the prefix.
+fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut path = prefix.as_os_str().to_owned();
+    path.push(suffix);
+    PathBuf::from(path)
+}
+
+fn write(prefix: &Path, issued: &IssuedCert) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::write(with_suffix(prefix, ".crt"), &issued.cert_pem)?;
+    let mut key = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(with_suffix(prefix, ".key"))?;
+    key.write_all(issued.key_pem.as_bytes())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(out) = cli.out.clone() else {
+        eprintln!("deadbolt-ca: --out PREFIX is required");
+        return ExitCode::FAILURE;
+    };
+    let (authority, _) = match ca::load_or_create(&DirCaStore::new(&cli.ca_dir)).await {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("deadbolt-ca: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let issued = match cli.kind {
+        Kind::Proxy { server_id } => authority.issue_proxy_cert(&server_id, cli.valid_for),
+        Kind::Serving { names } => authority.issue_serving_cert(&names, cli.valid_for),
+        Kind::User {
+            user,
+            groups,
+            roles,
+            mfa_device,
+            device,
+            access_requests,
+        } => authority.issue_user_cert(
+            &CertIdentity {
+                user,
+                groups,
+                roles,
+                mfa_device,
+                device,
+                access_requests,
+            },
+            cli.valid_for,
+        ),
+    };
+    match issued
+        .map_err(|e| e.to_string())
+        .and_then(|issued| write(&out, &issued).map_err(|e| e.to_string()))
+    {
+        Ok(()) => {
+            println!(
+                "wrote {} and {}",
+                out.with_extension("crt").display(),
+                out.with_extension("key").display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("deadbolt-ca: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
