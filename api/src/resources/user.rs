@@ -57,7 +57,6 @@ pub struct UserTraits {
 #[x_kube(validation = Rule::new("self.type != 'temporary' || has(self.expires)").message("a temporary user needs spec.expires (at most 30h after creation)").reason(Reason::FieldValueRequired))]
 #[x_kube(validation = Rule::new("!has(self.expires) || self.type == 'temporary'").message("only temporary users expire; set type: temporary or remove spec.expires"))]
 #[x_kube(validation = Rule::new("self.type == oldSelf.type").message("a user's type cannot change"))]
-#[x_kube(validation = Rule::new("oldSelf.type != 'sso' || self == oldSelf").message("SSO users cannot be edited, only deleted"))]
 #[serde(rename_all = "camelCase")]
 pub struct UserSpec {
     /// AccessRole names.
