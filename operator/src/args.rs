@@ -58,7 +58,8 @@ pub struct Args {
     #[arg(long, env = "DEADBOLT_CA_DIR")]
     pub ca_dir: Option<PathBuf>,
 
-    /// Namespace of the `deadbolt-ca` Secret; defaults to the operator's own namespace.
+    /// The operator's namespace: where the `deadbolt-ca` Secret and the leader
+    /// Lease live. Defaults to $POD_NAMESPACE, then the service account's namespace.
     #[arg(long, env = "DEADBOLT_NAMESPACE")]
     pub namespace: Option<String>,
 
@@ -83,6 +84,61 @@ pub struct Args {
     #[arg(long, env = "DEADBOLT_HEARTBEAT_INTERVAL", default_value = "1s",
           value_parser = parse_duration, hide = true)]
     pub heartbeat_interval: Duration,
+
+    /// File to append audit events to (JSON lines: lock.created, lock.expired,
+    /// lock.deleted). Without it they go to standard output.
+    #[arg(long, env = "DEADBOLT_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+
+    /// Delete Locks that have been expired for longer than this (Go duration,
+    /// e.g. 168h). Without it, expired Locks stay until someone deletes them.
+    #[arg(long, env = "DEADBOLT_EXPIRED_LOCK_RETENTION", value_parser = parse_duration)]
+    pub expired_lock_retention: Option<Duration>,
+
+    /// Take part in leader election (Lease `deadbolt-operator` in --namespace);
+    /// only the leader writes status. Set to false only with a single replica.
+    #[arg(long, env = "DEADBOLT_LEADER_ELECTION", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// This replica's identity in leader election and in Events it records.
+    /// Defaults to $HOSTNAME (the pod name in Kubernetes).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+
+    /// Address of the admission webhooks (HTTPS; Kubernetes source only).
+    #[arg(long, env = "DEADBOLT_WEBHOOK_LISTEN", default_value = "0.0.0.0:9443")]
+    pub webhook_listen: std::net::SocketAddr,
+
+    /// The operator's ServiceAccount name: exempt from lock enforcement, and
+    /// allowed to edit SSO and synced users.
+    #[arg(
+        long,
+        env = "DEADBOLT_SERVICE_ACCOUNT",
+        default_value = "deadbolt-operator"
+    )]
+    pub service_account: String,
+
+    /// Identities of the identity-provider sync, allowed to edit SSO and synced users.
+    #[arg(
+        long = "idp-sync-user",
+        env = "DEADBOLT_IDP_SYNC_USERS",
+        value_delimiter = ','
+    )]
+    pub idp_sync_users: Vec<String>,
+
+    /// Users never refused by lock enforcement on direct API access.
+    #[arg(
+        long = "lock-exempt-user",
+        env = "DEADBOLT_LOCK_EXEMPT_USERS",
+        value_delimiter = ','
+    )]
+    pub lock_exempt_users: Vec<String>,
+
+    /// Groups never refused by lock enforcement on direct API access.
+    #[arg(long = "lock-exempt-group", env = "DEADBOLT_LOCK_EXEMPT_GROUPS", value_delimiter = ',',
+          default_value = crate::admission::DEFAULT_EXEMPT_GROUP)]
+    pub lock_exempt_groups: Vec<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -111,6 +167,34 @@ mod tests {
         assert_eq!(args.metrics_listen.to_string(), "0.0.0.0:9090");
         assert_eq!(args.log_format, LogFormat::Text);
         assert_eq!(args.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(args.audit_log, None);
+        assert_eq!(args.expired_lock_retention, None);
+        assert!(args.leader_election);
+    }
+
+    #[test]
+    fn controller_flags() {
+        let args = Args::try_parse_from([
+            "deadbolt-operator",
+            "--audit-log",
+            "/var/log/deadbolt/audit.log",
+            "--expired-lock-retention",
+            "168h",
+            "--leader-election=false",
+            "--pod-name",
+            "deadbolt-operator-0",
+        ])
+        .unwrap();
+        assert_eq!(args.audit_log, Some("/var/log/deadbolt/audit.log".into()));
+        assert_eq!(
+            args.expired_lock_retention,
+            Some(Duration::from_secs(168 * 3600))
+        );
+        assert!(!args.leader_election);
+        assert_eq!(args.pod_name.as_deref(), Some("deadbolt-operator-0"));
+        assert!(
+            Args::try_parse_from(["deadbolt-operator", "--expired-lock-retention", "7d"]).is_err()
+        );
     }
 
     #[test]

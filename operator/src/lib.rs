@@ -11,16 +11,19 @@
 //! - [`auth`] admits proxies by client certificate from the Deadbolt [`ca`]
 //!   or by TokenReview'd bearer token.
 //! - [`admin`] serves `/metrics`, `/healthz` and `/readyz`.
-//!
-//! Controllers, admission webhooks and leader election come later; they will
-//! read the same store and registry.
+//! - [`controller`] writes status (expiry, `enforcedBy`, user locks, role
+//!   checks), audits lock events and handles temporary and suspended users,
+//!   in the replica that [`leader`] election picked. Kubernetes source only.
 
 pub use deadbolt_runtime::{body, logging, shutdown};
 
 pub mod admin;
+pub mod admission;
 pub mod args;
 pub mod auth;
 pub mod ca;
+pub mod controller;
+pub mod leader;
 pub mod source;
 pub mod status;
 pub mod stream;

@@ -9,9 +9,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState, Metrics, Readiness};
+use crate::admission;
 use crate::args::Args;
 use crate::auth::{Authenticator, CacheTtls, CachingTokenChecker, TokenReviewer};
 use crate::ca::{self, Created, DeadboltCa, DirCaStore, SecretCaStore};
+use crate::controller::{self, AuditSink, Settings};
+use crate::leader::{self, ElectionConfig, Leadership};
 use crate::shutdown::{self, Shutdown};
 use crate::source::{self, DirOptions, DirSource, SourceSpec};
 use crate::stream::{self, StreamContext};
@@ -29,6 +32,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the source part of start-up produced.
 struct Started {
     ca: DeadboltCa,
+    /// The namespace the operator runs in (Kubernetes source only).
+    namespace: Option<String>,
     authenticator: Authenticator,
     cluster_names: Vec<String>,
     task: JoinHandle<()>,
@@ -44,7 +49,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
 
     let started = match &args.source {
-        SourceSpec::Kube => start_kube(&args, &store, &readiness, &metrics, &shutdown).await?,
+        SourceSpec::Kube => {
+            start_kube(&args, &store, &subscribers, &readiness, &metrics, &shutdown).await?
+        }
         SourceSpec::Dir(path) => {
             start_dir(&args, path, &store, &readiness, &metrics, &shutdown).await?
         }
@@ -62,6 +69,38 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             tracing::info!(?names, "issued a serving certificate from the Deadbolt CA");
             issued.certified_key()?
         }
+    };
+    let webhook_task = match &started.namespace {
+        Some(namespace) => {
+            let listener = TcpListener::bind(args.webhook_listen)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on --webhook-listen {}", args.webhook_listen)
+                })?;
+            let webhook_tls =
+                tls::server_config(identity.clone(), ClientAuth::None, admission::ALPN)?;
+            let webhook = admission::Webhook::new(
+                store.clone(),
+                readiness.clone(),
+                admission::WebhookSettings {
+                    operator_username: Some(admission::service_account_username(
+                        namespace,
+                        &args.service_account,
+                    )),
+                    idp_sync_users: args.idp_sync_users.clone(),
+                    exempt_users: args.lock_exempt_users.clone(),
+                    exempt_groups: args.lock_exempt_groups.clone(),
+                },
+            );
+            tracing::info!(listen = %args.webhook_listen, "admission webhooks started");
+            tokio::spawn(admission::serve(
+                listener,
+                webhook_tls,
+                webhook,
+                shutdown.clone(),
+            ))
+        }
+        None => tokio::spawn(async {}),
     };
     let tls_config = tls::server_config(
         identity,
@@ -107,7 +146,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("cannot listen for signals")?;
     tracing::info!(signal, "shutting down");
     trigger.trigger();
-    let all = futures::future::join3(started.task, stream_task, admin_task);
+    let all = futures::future::join4(started.task, stream_task, admin_task, webhook_task);
     if tokio::time::timeout(STOP_TIMEOUT, all).await.is_err() {
         tracing::warn!("some tasks did not stop in time");
     }
@@ -117,6 +156,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 async fn start_kube(
     args: &Args,
     store: &ViewStore,
+    subscribers: &Subscribers,
     readiness: &Readiness,
     metrics: &Arc<Metrics>,
     shutdown: &Shutdown,
@@ -127,6 +167,11 @@ async fn start_kube(
     let namespace = args
         .namespace
         .clone()
+        .or_else(|| {
+            std::env::var("POD_NAMESPACE")
+                .ok()
+                .filter(|ns| !ns.is_empty())
+        })
         .unwrap_or_else(|| client.default_namespace().to_string());
     let (ca, created) = ca::load_or_create(&SecretCaStore::new(client.clone(), &namespace)).await?;
     log_ca(&format!("Secret {namespace}/{}", ca::SECRET_NAME), created);
@@ -139,19 +184,95 @@ async fn start_kube(
         format!("{service}.{namespace}.svc"),
         format!("{service}.{namespace}.svc.cluster.local"),
     ];
-    let task = tokio::spawn(source::kube::run(
-        client,
+    let source_task = tokio::spawn(source::kube::run(
+        client.clone(),
         store.clone(),
         readiness.clone(),
         metrics.clone(),
         shutdown.clone(),
     ));
+    let controllers = start_controllers(
+        args,
+        client,
+        &namespace,
+        store,
+        subscribers,
+        metrics,
+        shutdown,
+    )?;
+    let task = tokio::spawn(async move {
+        let _ = futures::future::join(source_task, controllers).await;
+    });
     Ok(Started {
         ca,
+        namespace: Some(namespace),
         authenticator: Authenticator::new(Some(Arc::new(tokens))),
         cluster_names,
         task,
     })
+}
+
+/// Starts leader election and the controllers (Kubernetes source only: with
+/// `dir:` there is nothing to write status to, and proxies expire locks from
+/// `expiresAt` on their own).
+fn start_controllers(
+    args: &Args,
+    client: kube::Client,
+    namespace: &str,
+    store: &ViewStore,
+    subscribers: &Subscribers,
+    metrics: &Arc<Metrics>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<JoinHandle<()>> {
+    let audit = match &args.audit_log {
+        Some(path) => AuditSink::file(path)
+            .with_context(|| format!("cannot open --audit-log {}", path.display()))?,
+        None => AuditSink::stdout(),
+    };
+    let identity = args
+        .pod_name
+        .clone()
+        .or_else(|| {
+            std::env::var("HOSTNAME")
+                .ok()
+                .filter(|name| !name.is_empty())
+        })
+        .unwrap_or_else(|| format!("deadbolt-operator-{}", uuid::Uuid::new_v4().simple()));
+    let (leadership, election) = if args.leader_election {
+        let config = ElectionConfig::new(namespace, &identity);
+        tracing::info!(lease = %config.lease_name, namespace, identity, "joining leader election");
+        let (leadership, task) =
+            leader::elect(client.clone(), config, metrics.clone(), shutdown.clone());
+        (leadership, Some(task))
+    } else {
+        tracing::warn!(
+            "leader election is off: run a single replica, or replicas will fight over status"
+        );
+        metrics.set_leader(true);
+        (Leadership::always(), None)
+    };
+    let ctx = controller::Context::new(client)
+        .with_instance(identity)
+        .with_leadership(leadership)
+        .with_audit(audit)
+        .with_metrics(metrics.clone())
+        .with_settings(Settings {
+            expired_lock_retention: args.expired_lock_retention,
+        });
+    let controllers = tokio::spawn(controller::run(
+        Arc::new(ctx),
+        store.clone(),
+        subscribers.clone(),
+        shutdown.clone(),
+    ));
+    Ok(tokio::spawn(async move {
+        let _ = controllers.await;
+        // On shutdown the election steps down (stops writes) and hands the
+        // Lease back; a follower takes it when the renewal it last saw lapses.
+        if let Some(election) = election {
+            let _ = election.await;
+        }
+    }))
 }
 
 async fn start_dir(
@@ -180,6 +301,7 @@ async fn start_dir(
     let task = tokio::spawn(source.run(shutdown.clone()));
     Ok(Started {
         ca,
+        namespace: None,
         // No API server to review tokens with: client certificates only.
         authenticator: Authenticator::new(None),
         cluster_names: Vec::new(),

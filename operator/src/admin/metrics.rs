@@ -17,8 +17,11 @@ pub struct Metrics {
     locks_in_force: Gauge,
     view_revision: Gauge,
     subscribers: Gauge,
-    /// Failed reconciles (the controllers arrive later; registered so dashboards exist).
+    leader: Gauge,
+    /// Failed reconciles, retried after a delay.
     pub reconcile_errors: Counter,
+    /// Audit events written (`lock.created`, `lock.expired`, `lock.deleted`).
+    pub audit_events: Counter,
     /// Manifests or watch events the source could not use.
     pub source_errors: Counter,
     /// Subscribers disconnected for a malformed or impossible ack.
@@ -41,7 +44,9 @@ impl Metrics {
             locks_in_force: Gauge::default(),
             view_revision: Gauge::default(),
             subscribers: Gauge::default(),
+            leader: Gauge::default(),
             reconcile_errors: Counter::default(),
+            audit_events: Counter::default(),
             source_errors: Counter::default(),
             ack_errors: Counter::default(),
             resyncs: Counter::default(),
@@ -63,9 +68,19 @@ impl Metrics {
             metrics.subscribers.clone(),
         );
         registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease and writes status",
+            metrics.leader.clone(),
+        );
+        registry.register(
             "reconcile_errors",
             "Reconciles that failed",
             metrics.reconcile_errors.clone(),
+        );
+        registry.register(
+            "audit_events",
+            "Audit events written by the controllers",
+            metrics.audit_events.clone(),
         );
         registry.register(
             "source_errors",
@@ -86,6 +101,11 @@ impl Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Records whether this replica leads.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     /// The OpenMetrics text for a scrape, with state gauges refreshed first.
@@ -118,6 +138,8 @@ mod tests {
             "deadbolt_view_revision 0",
             "deadbolt_lockview_subscribers 1",
             "deadbolt_reconcile_errors_total 1",
+            "deadbolt_leader 0",
+            "deadbolt_audit_events_total 0",
             "deadbolt_source_errors_total 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
