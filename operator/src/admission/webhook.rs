@@ -71,10 +71,11 @@ pub trait ViewReliability: Send + Sync + 'static {
     fn reliable(&self) -> bool;
 }
 
-/// The default: the view is reliable once the source has loaded it.
+/// The default: the view is reliable once the source has loaded it and while
+/// every watch is healthy.
 impl ViewReliability for Readiness {
     fn reliable(&self) -> bool {
-        self.is_ready()
+        self.is_reliable()
     }
 }
 

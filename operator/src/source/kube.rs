@@ -170,8 +170,11 @@ async fn watch_kind<K: Watched>(
 ) {
     let mut listed: Option<Vec<ViewObject>> = None;
     let mut synced = false;
+    let mut failing = false;
     let mut events = watcher::watcher(api, config).default_backoff().boxed();
     while let Some(event) = events.next().await {
+        sync.readiness.set_watch_failing(failing, event.is_err());
+        failing = event.is_err();
         match event {
             Ok(Event::Init) => listed = Some(Vec::new()),
             Ok(Event::InitApply(object)) => {
