@@ -156,11 +156,18 @@ impl Subscribers {
 
 impl Subscriber {
     /// Records that the proxy applied every change up to `revision`. Acks never
-    /// move backwards: an older, reordered ack is ignored.
-    pub fn ack(&self, revision: Revision) {
-        if let Some(entry) = self.registry.lock().connected.get_mut(&self.id) {
-            entry.acked = Some(entry.acked.map_or(revision, |acked| acked.max(revision)));
+    /// move backwards: an older, reordered ack is ignored. Returns whether the
+    /// ack moved this subscriber forward (a repeated or older one does not).
+    pub fn ack(&self, revision: Revision) -> bool {
+        let mut registry = self.registry.lock();
+        let Some(entry) = registry.connected.get_mut(&self.id) else {
+            return false;
+        };
+        let advanced = entry.acked.is_none_or(|acked| revision > acked);
+        if advanced {
+            entry.acked = Some(revision);
         }
+        advanced
     }
 
     /// The proxy's server id.
@@ -198,9 +205,12 @@ mod tests {
     fn acks_never_move_backwards() {
         let subscribers = Subscribers::new();
         let a = subscribers.connect("proxy-a");
-        a.ack(9);
-        a.ack(3);
+        assert!(a.ack(9));
+        assert!(!a.ack(3), "an older ack does not advance");
+        assert!(!a.ack(9), "a repeated ack does not advance");
         assert_eq!(subscribers.list()[0].acked, Some(9));
+        assert!(a.ack(10));
+        assert_eq!(subscribers.list()[0].acked, Some(10));
     }
 
     #[test]

@@ -221,6 +221,13 @@ async fn acks_move_the_enforced_by_aggregation() {
     })
     .await;
 
+    // Each of the three acks moved its proxy forward: three propagation times.
+    let metrics = server.metrics.render(&server.store, &server.subscribers);
+    assert!(
+        metrics.contains("deadbolt_propagation_seconds_count 3"),
+        "{metrics}"
+    );
+
     drop(b);
     eventually("proxy-b is gone", || {
         enforced("alice").as_deref() == Some("1/1")

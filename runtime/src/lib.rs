@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod listener;
 pub mod logging;
 pub mod shutdown;
 pub mod tls;

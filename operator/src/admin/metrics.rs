@@ -1,13 +1,21 @@
 //! The operator's Prometheus metrics.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::subscribers::Subscribers;
 use crate::view::ViewStore;
+
+/// Upper bounds of the propagation-time buckets, in seconds: 1 ms to 10 s.
+pub const PROPAGATION_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Every metric, registered under the `deadbolt_` prefix. Gauges that mirror
 /// state are refreshed at scrape time; counters are bumped where things happen.
@@ -28,6 +36,8 @@ pub struct Metrics {
     pub ack_errors: Counter,
     /// Subscribers that fell behind and were resynced with a snapshot.
     pub resyncs: Counter,
+    /// From the store producing a revision to a proxy's ack of it arriving.
+    propagation: Histogram,
 }
 
 impl Default for Metrics {
@@ -50,6 +60,7 @@ impl Metrics {
             source_errors: Counter::default(),
             ack_errors: Counter::default(),
             resyncs: Counter::default(),
+            propagation: Histogram::new(PROPAGATION_BUCKETS),
             registry: Registry::default(),
         };
         registry.register(
@@ -97,10 +108,21 @@ impl Metrics {
             "Subscribers resynced with a snapshot after falling behind",
             metrics.resyncs.clone(),
         );
+        registry.register_with_unit(
+            "propagation",
+            "Time from the operator producing a revision to a proxy's ack of it arriving",
+            Unit::Seconds,
+            metrics.propagation.clone(),
+        );
         Self {
             registry,
             ..metrics
         }
+    }
+
+    /// Records how long one change took to be applied and acked by one proxy.
+    pub fn observe_propagation(&self, elapsed: Duration) {
+        self.propagation.observe(elapsed.as_secs_f64());
     }
 
     /// Records whether this replica leads.
@@ -141,6 +163,28 @@ mod tests {
             "deadbolt_leader 0",
             "deadbolt_audit_events_total 0",
             "deadbolt_source_errors_total 0",
+            "deadbolt_propagation_seconds_count 0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn propagation_times_land_in_millisecond_to_second_buckets() {
+        let metrics = Metrics::new();
+        metrics.observe_propagation(Duration::from_micros(400));
+        metrics.observe_propagation(Duration::from_millis(30));
+        metrics.observe_propagation(Duration::from_secs(20));
+        let text = metrics.render(&ViewStore::default(), &Subscribers::new());
+        for line in [
+            "# TYPE deadbolt_propagation_seconds histogram",
+            "# UNIT deadbolt_propagation_seconds seconds",
+            "deadbolt_propagation_seconds_count 3",
+            "deadbolt_propagation_seconds_bucket{le=\"0.001\"} 1",
+            "deadbolt_propagation_seconds_bucket{le=\"0.025\"} 1",
+            "deadbolt_propagation_seconds_bucket{le=\"0.05\"} 2",
+            "deadbolt_propagation_seconds_bucket{le=\"10.0\"} 2",
+            "deadbolt_propagation_seconds_bucket{le=\"+Inf\"} 3",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

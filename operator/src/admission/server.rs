@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use deadbolt_runtime::listener::{accept_until, tls_handshake};
 use http::{Method, Request, Response, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -26,9 +27,6 @@ use crate::status::Failure;
 /// calls webhooks over HTTP/2 or HTTP/1.1, and both are served.
 pub const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
-/// How long a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How long an HTTP/1.1 client has to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -46,32 +44,13 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let webhook = Arc::new(webhook);
     let graceful = GracefulShutdown::new();
-    loop {
-        let (tcp, remote) = tokio::select! {
-            _ = shutdown.wait() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "webhook listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    accept_until(&listener, &shutdown, "webhook", |tcp, remote| {
         let acceptor = acceptor.clone();
         let webhook = webhook.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => {
-                    tracing::warn!(%remote, %error, "webhook TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(%remote, "webhook TLS handshake timed out");
-                    return;
-                }
+        async move {
+            let Some(tls) = tls_handshake(&acceptor, tcp, remote, "webhook").await else {
+                return;
             };
             let service = service_fn(move |request| {
                 let webhook = webhook.clone();
@@ -89,8 +68,9 @@ pub async fn serve(
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%remote, %error, "webhook connection ended with an error");
             }
-        });
-    }
+        }
+    })
+    .await;
     drop(listener);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use deadbolt_runtime::listener::{accept_until, tls_handshake};
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -31,9 +32,6 @@ pub use deadbolt_api::protocol::{LOCKVIEW_PATH, NDJSON, SERVER_ID_HEADER};
 
 /// How often a heartbeat is sent when nothing else is.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How long a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long shutdown waits for streams to end before dropping them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,33 +72,14 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let context = Arc::new(context);
     let graceful = GracefulShutdown::new();
-    loop {
-        let (tcp, remote) = tokio::select! {
-            _ = shutdown.wait() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "lock-view listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    accept_until(&listener, &shutdown.clone(), "lock-view", |tcp, remote| {
         let acceptor = acceptor.clone();
         let context = context.clone();
         let shutdown = shutdown.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => {
-                    tracing::warn!(%remote, %error, "lock-view TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(%remote, "lock-view TLS handshake timed out");
-                    return;
-                }
+        async move {
+            let Some(tls) = tls_handshake(&acceptor, tcp, remote, "lock-view").await else {
+                return;
             };
             let peer = match PeerIdentity::from_connection(tls.get_ref().1) {
                 None => None,
@@ -130,8 +109,9 @@ pub async fn serve(
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%remote, %error, "lock-view connection ended with an error");
             }
-        });
-    }
+        }
+    })
+    .await;
     drop(listener);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await

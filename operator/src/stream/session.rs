@@ -16,7 +16,7 @@ use crate::admin::Metrics;
 use crate::body::{BodyAborted, BodyChunk};
 use crate::shutdown::Shutdown;
 use crate::subscribers::Subscriber;
-use crate::view::ViewFeed;
+use crate::view::{ViewFeed, ViewStore};
 
 /// How long to wait for room to queue the reset of a stream whose reader stalled.
 const ABORT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -33,6 +33,10 @@ enum End {
 
 pub(super) struct Session {
     feed: ViewFeed,
+    store: ViewStore,
+    /// When the stream started: changes produced before it reach this proxy
+    /// in its first snapshot, which is not what the propagation time measures.
+    since: std::time::Instant,
     subscriber: Subscriber,
     acks: AckReader,
     outgoing: mpsc::Sender<BodyChunk>,
@@ -51,8 +55,11 @@ impl Session {
         shutdown: Shutdown,
         remote: SocketAddr,
     ) -> Self {
+        let since = std::time::Instant::now();
         Self {
             feed: ViewFeed::new(context.store.clone()),
+            store: context.store.clone(),
+            since,
             subscriber,
             acks: AckReader::new(body),
             outgoing,
@@ -157,7 +164,47 @@ impl Session {
                 self.feed.position()
             ));
         }
-        self.subscriber.ack(revision);
+        if self.subscriber.ack(revision) {
+            let arrived = std::time::Instant::now();
+            let produced = self.store.produced_at(revision);
+            if let Some(elapsed) = propagation(produced, self.since, arrived) {
+                self.metrics.observe_propagation(elapsed);
+            }
+        }
         Ok(())
+    }
+}
+
+/// How long a change produced at `produced` took to be acked at `arrived`, by
+/// a stream open since `since`. `None` for a revision too old for the store to
+/// remember, or produced before the stream started: the first snapshot brings
+/// those to a (re)connecting proxy, and the wait was not propagation.
+fn propagation(
+    produced: Option<std::time::Instant>,
+    since: std::time::Instant,
+    arrived: std::time::Instant,
+) -> Option<Duration> {
+    let produced = produced.filter(|&produced| produced >= since)?;
+    Some(arrived.saturating_duration_since(produced))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn propagation_counts_only_changes_made_while_the_stream_was_open() {
+        let long_ago = std::time::Instant::now();
+        let since = long_ago + Duration::from_secs(60);
+        let produced = since + Duration::from_millis(5);
+        let arrived = produced + Duration::from_millis(20);
+        assert_eq!(
+            propagation(Some(produced), since, arrived),
+            Some(Duration::from_millis(20))
+        );
+        assert_eq!(propagation(Some(since), since, since), Some(Duration::ZERO));
+        // Forgotten by the store, or old news that the first snapshot delivered.
+        assert_eq!(propagation(None, since, arrived), None);
+        assert_eq!(propagation(Some(long_ago), since, arrived), None);
     }
 }

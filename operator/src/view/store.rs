@@ -1,7 +1,8 @@
 //! The view store: current objects, their revisions, and the change broadcast.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use deadbolt_api::LockEntry;
 use deadbolt_api::protocol::{
@@ -14,6 +15,10 @@ use super::{ViewKind, default_cluster_config};
 
 /// How many deltas a subscriber may fall behind before it is resynced with a snapshot.
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+
+/// How many recent revisions remember when they were produced, for the
+/// propagation-time metric; acks for older revisions are not timed.
+pub(crate) const PRODUCED_TIMES: usize = 1024;
 
 /// The current view, shared by the sources that write it and the streams that read it.
 ///
@@ -28,6 +33,10 @@ pub struct ViewStore {
 struct Inner {
     state: Mutex<State>,
     events: broadcast::Sender<ViewEvent>,
+    /// When each of the last [`PRODUCED_TIMES`] revisions was produced, oldest
+    /// first, consecutive. Its own lock, so timing an ack never waits for a
+    /// writer or a snapshot; taken after `state` when both are held.
+    produced: Mutex<VecDeque<(Revision, Instant)>>,
 }
 
 struct State {
@@ -69,6 +78,7 @@ impl ViewStore {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
                 events,
+                produced: Mutex::new(VecDeque::with_capacity(PRODUCED_TIMES)),
             }),
         }
     }
@@ -156,6 +166,23 @@ impl ViewStore {
             .collect()
     }
 
+    /// When the store produced `revision`, if it is one of the last 1024
+    /// (`PRODUCED_TIMES`): the start of its propagation to the proxies.
+    pub fn produced_at(&self, revision: Revision) -> Option<Instant> {
+        let produced = self
+            .inner
+            .produced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Revisions are consecutive, so the position is an offset from the oldest.
+        let &(oldest, _) = produced.front()?;
+        let index = usize::try_from(revision.checked_sub(oldest)?).ok()?;
+        produced
+            .get(index)
+            .filter(|(at_revision, _)| *at_revision == revision)
+            .map(|&(_, at)| at)
+    }
+
     /// A lock by name, e.g. to keep its last good version when a new one is invalid.
     pub fn lock_entry(&self, name: &str) -> Option<LockEntry> {
         self.lock().locks.get(name).map(|(lock, _)| lock.clone())
@@ -223,6 +250,17 @@ impl ViewStore {
 
     fn publish(&self, state: &mut State, event: ViewEvent) -> Revision {
         state.revision = event.revision();
+        {
+            let mut produced = self
+                .inner
+                .produced
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if produced.len() == PRODUCED_TIMES {
+                produced.pop_front();
+            }
+            produced.push_back((state.revision, Instant::now()));
+        }
         // No receiver is not an error: nobody is subscribed yet.
         let _ = self.inner.events.send(event);
         state.revision
@@ -382,6 +420,40 @@ mod tests {
         store.upsert(ViewObject::Config(strict));
         assert_eq!(store.replace(&ViewKind::ALL, Vec::new()), 1);
         assert_eq!(store.snapshot().config, default_cluster_config());
+    }
+
+    #[test]
+    fn the_last_revisions_remember_when_they_were_produced() {
+        let store = ViewStore::default();
+        assert_eq!(store.produced_at(0), None);
+        let before = Instant::now();
+        let first = store.upsert(ViewObject::Lock(lock("a", "alice"))).unwrap();
+        let second = store.delete(&ObjectKey::Lock("a".into())).unwrap();
+        let after = Instant::now();
+        let (first_at, second_at) = (
+            store.produced_at(first).unwrap(),
+            store.produced_at(second).unwrap(),
+        );
+        assert!(before <= first_at && first_at <= second_at && second_at <= after);
+        assert_eq!(store.produced_at(second + 1), None, "not produced yet");
+        // Unchanged writes produce no revision.
+        store.upsert(ViewObject::Config(default_cluster_config()));
+        assert_eq!(store.produced_at(second + 1), None);
+
+        // Only the last PRODUCED_TIMES revisions are remembered.
+        for n in 0..PRODUCED_TIMES {
+            store.upsert(ViewObject::Lock(lock("b", &format!("user-{n}"))));
+        }
+        let last = store.revision();
+        assert_eq!(last, second + PRODUCED_TIMES as Revision);
+        assert_eq!(store.produced_at(first), None);
+        assert_eq!(store.produced_at(second), None);
+        assert!(
+            store
+                .produced_at(last - PRODUCED_TIMES as Revision + 1)
+                .is_some()
+        );
+        assert!(store.produced_at(last).is_some());
     }
 
     #[test]

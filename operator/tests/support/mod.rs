@@ -58,6 +58,7 @@ pub struct Server {
     pub store: ViewStore,
     pub subscribers: Subscribers,
     pub readiness: Readiness,
+    pub metrics: Arc<Metrics>,
     trigger: ShutdownTrigger,
     task: JoinHandle<()>,
 }
@@ -89,12 +90,13 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let subscribers = Subscribers::new();
         let (trigger, shutdown) = Shutdown::new();
+        let metrics = Arc::new(Metrics::new());
         let context = StreamContext {
             store: store.clone(),
             subscribers: subscribers.clone(),
             authenticator: Authenticator::new(Some(Arc::new(FakeTokens))),
             readiness: readiness.clone(),
-            metrics: Arc::new(Metrics::new()),
+            metrics: metrics.clone(),
             heartbeat_interval: heartbeat,
         };
         let task = tokio::spawn(stream::serve(listener, config, context, shutdown));
@@ -104,6 +106,7 @@ impl Server {
             store,
             subscribers,
             readiness,
+            metrics,
             trigger,
             task,
         }
