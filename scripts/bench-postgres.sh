@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# pgbench select-only through three paths, in one run: straight to PostgreSQL,
+# through the Deadbolt Postgres sidecar, and through pgbouncer (session mode).
+# Every path uses TLS from the client, as production would. Prints TPS per
+# client count and the ratios.
+#
+#   ./scripts/bench-postgres.sh            # 1, 16 and 64 clients, 10 s each
+#   CLIENTS="1 16" SECONDS_PER_RUN=5 ./scripts/bench-postgres.sh
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+clients=${CLIENTS:-"1 16 64"}
+duration=${SECONDS_PER_RUN:-10}
+threads=$(nproc)
+
+(cd "$repo" && cargo build -q --release -p deadbolt-operator -p deadbolt-sidecar --bins)
+bin=$repo/target/release
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+pgbouncer=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+[ -x "$pgbouncer" ] || { echo "pgbouncer is not installed: run scripts/install-tools.sh" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/deadbolt-bench.XXXXXX)
+pids=()
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() { local deadline=$((SECONDS + 30)); until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || { echo "timed out: $*" >&2; exit 1; }; sleep 0.2; done; }
+
+# Certificates: one Deadbolt CA signs the server certificates of all three paths and the client's.
+mkdir -p "$work/ca" "$work/manifests"
+ca() { "$bin/deadbolt-ca" --ca-dir "$work/ca" "$@" >/dev/null; }
+ca --out "$work/server" serving --name localhost --name 127.0.0.1
+ca --out "$work/proxy-view" proxy --server-id bench-postgres
+ca --out "$work/client" user --user bench
+
+pg_port=$(free_port); proxy_port=$(free_port); bouncer_port=$(free_port); op_port=$(free_port)
+echo postgres-secret > "$work/pgpass"
+cp "$work/server.crt" "$work/pg-server.crt"; cp "$work/server.key" "$work/pg-server.key"
+[ "$(id -u)" = 0 ] && chown -R postgres "$work"
+as_pg "$pg_bin/initdb" -D "$work/pg" -U postgres --pwfile="$work/pgpass" --auth-local=trust \
+  --auth-host=scram-sha-256 -E UTF8 --no-sync >/dev/null
+as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w -o "-p $pg_port -k $work \
+  -c listen_addresses=127.0.0.1 -c max_connections=250 -c ssl=on \
+  -c ssl_cert_file=$work/pg-server.crt -c ssl_key_file=$work/pg-server.key" start >/dev/null
+psql "host=127.0.0.1 port=$pg_port user=postgres password=postgres-secret dbname=postgres" -XAtq \
+  -c "CREATE ROLE app LOGIN PASSWORD 'app-secret'" -c "CREATE DATABASE app OWNER app"
+PGPASSWORD=app-secret "$pg_bin/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$pg_port" -U app app >/dev/null 2>&1
+
+"$bin/deadbolt-operator" --source "dir:$work/manifests" --ca-dir "$work/ca" --listen "127.0.0.1:$op_port" \
+  --metrics-listen "127.0.0.1:$(free_port)" --log-level warn >"$work/operator.log" 2>&1 &
+pids+=($!)
+printf 'app:app-secret\n' > "$work/upstream-passwords"
+metrics_port=$(free_port)
+"$bin/deadbolt-sidecar" postgres --listen "127.0.0.1:$proxy_port" --server-id bench-postgres \
+  --tls-cert "$work/server.crt" --tls-key "$work/server.key" --ca "$work/ca/ca.crt" \
+  --view-url "https://localhost:$op_port" --view-cert "$work/proxy-view.crt" --view-key "$work/proxy-view.key" \
+  --upstream "127.0.0.1:$pg_port" --upstream-password-file "$work/upstream-passwords" \
+  --metrics-listen "127.0.0.1:$metrics_port" --audit-log /dev/null --log-level warn >"$work/sidecar.log" 2>&1 &
+pids+=($!)
+wait_for curl -sf "http://127.0.0.1:$metrics_port/readyz"
+
+cat > "$work/pgbouncer.ini" <<INI
+[databases]
+app = host=127.0.0.1 port=$pg_port dbname=app
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bouncer_port
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 100
+client_tls_sslmode = require
+client_tls_cert_file = $work/server.crt
+client_tls_key_file = $work/server.key
+server_tls_sslmode = require
+logfile = $work/pgbouncer.log
+INI
+echo '"app" "app-secret"' > "$work/userlist.txt"
+[ "$(id -u)" = 0 ] && chown -R postgres "$work"
+as_pg "$pgbouncer" -q "$work/pgbouncer.ini" &
+pids+=($!)
+wait_for env PGPASSWORD=app-secret psql "host=127.0.0.1 port=$bouncer_port user=app dbname=app sslmode=require" -XAtc "select 1"
+
+run() { # run NAME CLIENTS -> tps
+  local name=$1 n=$2 j=$(( $2 < threads ? $2 : threads )) out
+  case $name in
+    direct)   out=$(PGSSLMODE=require PGPASSWORD=app-secret "$pg_bin/pgbench" -n -S -c "$n" -j "$j" -T "$duration" -h 127.0.0.1 -p "$pg_port" -U app app 2>&1) ;;
+    deadbolt) out=$(PGSSLMODE=verify-full PGSSLROOTCERT="$work/ca/ca.crt" PGSSLCERT="$work/client.crt" PGSSLKEY="$work/client.key" \
+                    "$pg_bin/pgbench" -n -S -c "$n" -j "$j" -T "$duration" -h localhost -p "$proxy_port" -U app app 2>&1) ;;
+    pgbouncer) out=$(PGSSLMODE=require PGPASSWORD=app-secret "$pg_bin/pgbench" -n -S -c "$n" -j "$j" -T "$duration" -h 127.0.0.1 -p "$bouncer_port" -U app app 2>&1) ;;
+  esac
+  grep -oP 'tps = \K[0-9.]+(?= \(without initial connection time\))' <<<"$out" || { echo "$out" >&2; exit 1; }
+}
+
+echo "pgbench -S (select-only), ${duration}s per run, -j $threads, TLS on every path, $(nproc) cores"
+printf '%8s %12s %12s %12s %16s %18s\n' clients direct deadbolt pgbouncer "deadbolt/direct" "deadbolt/pgbouncer"
+for n in $clients; do
+  direct=$(run direct "$n"); deadbolt=$(run deadbolt "$n"); bouncer=$(run pgbouncer "$n")
+  awk -v n="$n" -v d="$direct" -v p="$deadbolt" -v b="$bouncer" \
+    'BEGIN { printf "%8d %12.0f %12.0f %12.0f %15.1f%% %17.1f%%\n", n, d, p, b, 100*p/d, 100*p/b }'
+done
