@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 
 use deadbolt_api::LockEntry;
 use deadbolt_api::protocol::{Revision, ViewEvent, ViewObject, decode_line, encode_line};
+use deadbolt_api::replica::ViewReplica;
 use deadbolt_api::resources::LockTargetSpec;
 use deadbolt_operator::subscribers::Subscribers;
 use deadbolt_operator::view::ViewStore;
-use deadbolt_api::replica::ViewReplica;
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::mpsc;

@@ -25,6 +25,11 @@ pub struct Cli {
 pub enum Command {
     /// A PostgreSQL proxy.
     Postgres(PostgresArgs),
+    /// A MySQL/MariaDB proxy.
+    Mysql(MysqlArgs),
+    /// A Kubernetes API proxy (kubectl's server): impersonates the
+    /// authenticated user upstream, cuts watches, exec and port-forwards.
+    Kube(KubeArgs),
 }
 
 /// What every proxy needs: where it listens, who it is, where its lock view
@@ -116,6 +121,56 @@ pub struct PostgresArgs {
     /// File of `user:password` lines (`*` for any user) for password, md5 or SCRAM upstream logins.
     #[arg(long, env = "DEADBOLT_UPSTREAM_PASSWORD_FILE")]
     pub upstream_password_file: Option<PathBuf>,
+}
+
+/// The MySQL/MariaDB proxy's flags. Clients without a certificate send a
+/// bearer token as a cleartext password (`mysql --enable-cleartext-plugin`).
+#[derive(Args, Debug, Clone)]
+pub struct MysqlArgs {
+    /// Listener, identity, lock view and reporting.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The real server, `host:port`.
+    #[arg(long, env = "DEADBOLT_UPSTREAM")]
+    pub upstream: String,
+    /// CA (PEM) of the upstream's certificate; enables TLS to the upstream.
+    #[arg(long, env = "DEADBOLT_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+    /// The name the upstream's certificate must carry (default: the upstream host).
+    #[arg(long, env = "DEADBOLT_UPSTREAM_SERVER_NAME")]
+    pub upstream_server_name: Option<String>,
+    /// Client certificate (PEM) for X.509 authentication to the upstream.
+    #[arg(
+        long,
+        env = "DEADBOLT_UPSTREAM_CERT",
+        requires = "upstream_key",
+        requires = "upstream_ca"
+    )]
+    pub upstream_cert: Option<PathBuf>,
+    /// Key of `--upstream-cert`.
+    #[arg(long, env = "DEADBOLT_UPSTREAM_KEY", requires = "upstream_cert")]
+    pub upstream_key: Option<PathBuf>,
+    /// File of `user:password` lines (`*` for any user) for the upstream logins
+    /// (mysql_native_password, caching_sha2_password, client_ed25519, ...).
+    #[arg(long, env = "DEADBOLT_UPSTREAM_PASSWORD_FILE")]
+    pub upstream_password_file: Option<PathBuf>,
+}
+
+/// The kube-API proxy's flags. Its upstream credentials need permission to
+/// impersonate users, groups and `userextras` (and, with `--token-review`, to
+/// create TokenReviews).
+#[derive(Args, Debug, Clone)]
+pub struct KubeArgs {
+    /// Listener, identity, lock view and reporting.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Kubeconfig for the upstream API server and the proxy's own credentials
+    /// (default: `KUBECONFIG`, `~/.kube/config`, or the in-cluster ServiceAccount).
+    #[arg(long, env = "DEADBOLT_UPSTREAM_KUBECONFIG")]
+    pub upstream_kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, env = "DEADBOLT_UPSTREAM_CONTEXT")]
+    pub upstream_context: Option<String>,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {

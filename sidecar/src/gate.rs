@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use deadbolt_api::audit::AuditEventKind;
 use deadbolt_api::credential::CertIdentity;
-use deadbolt_api::engine::Denial;
+use deadbolt_api::engine::{Denial, Identity};
 
 use crate::audit::{AuditSink, SessionFacts};
 use crate::metrics::Metrics;
@@ -68,6 +68,29 @@ impl Gate {
                     gate: self.clone(),
                 })
             }
+            Err(denial) => {
+                self.metrics.sessions_rejected.inc();
+                self.audit.emit(&facts.event(
+                    AuditEventKind::SessionRejected,
+                    Some(denial.message()),
+                    lock_name(&denial),
+                ));
+                Err(denial)
+            }
+        }
+    }
+
+    /// Checks the lock view for `principal` without registering a session: for
+    /// short requests (a kube `GET`), which are not audited one by one when
+    /// allowed. A refusal is audited as `session.rejected`, like [`Gate::admit`]'s.
+    pub fn check(
+        &self,
+        facts: &mut SessionFacts,
+        principal: &CertIdentity,
+    ) -> Result<Identity, Denial> {
+        facts.user = Some(principal.user.clone());
+        match self.view.check(principal, facts.login.clone()) {
+            Ok((identity, _mode)) => Ok(identity),
             Err(denial) => {
                 self.metrics.sessions_rejected.inc();
                 self.audit.emit(&facts.event(

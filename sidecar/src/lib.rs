@@ -6,9 +6,12 @@
 
 pub mod args;
 pub mod audit;
+pub mod credentials;
 pub mod gate;
 pub mod identity;
+pub mod kube;
 pub mod metrics;
+pub mod mysql;
 pub mod postgres;
 pub mod run;
 pub mod session;

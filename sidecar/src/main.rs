@@ -12,6 +12,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let common = match &cli.command {
         Command::Postgres(args) => &args.common,
+        Command::Mysql(args) => &args.common,
+        Command::Kube(args) => &args.common,
     };
     if let Err(error) = logging::init(common.log_format, &common.log_level) {
         eprintln!("deadbolt-sidecar: {error}");

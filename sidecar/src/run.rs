@@ -10,14 +10,15 @@ use deadbolt_runtime::admin;
 use deadbolt_runtime::shutdown::{self, Shutdown};
 use deadbolt_runtime::tls::{self, CertifiedKey, ClientAuth, ClientTls};
 use deadbolt_runtime::token::{CacheTtls, CachingTokenChecker, TokenChecker, TokenReviewer};
-use rustls::pki_types::ServerName;
 use tokio::net::TcpListener;
 
-use crate::args::{Cli, Command, CommonArgs, PostgresArgs};
+use crate::args::{Cli, Command, CommonArgs, KubeArgs, MysqlArgs, PostgresArgs};
 use crate::audit::AuditSink;
+use crate::credentials::UpstreamTlsFlags;
 use crate::gate::Gate;
 use crate::identity::Authenticator;
 use crate::metrics::{Metrics, ProxyAdmin};
+use crate::mysql::MysqlProxy;
 use crate::postgres::{self, Passwords, PostgresProxy, UpstreamConfig, UpstreamTls};
 use crate::session::SessionRegistry;
 use crate::view::{ViewClient, ViewClientConfig, ViewCredentials, ViewState, staleness_watchdog};
@@ -30,6 +31,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     tls::install_default_provider();
     match cli.command {
         Command::Postgres(args) => run_postgres(args).await,
+        Command::Mysql(args) => run_mysql(args).await,
+        Command::Kube(args) => run_kube(args).await,
     }
 }
 
@@ -164,31 +167,99 @@ async fn run_postgres(args: PostgresArgs) -> anyhow::Result<()> {
 }
 
 fn upstream_tls(args: &PostgresArgs) -> anyhow::Result<Option<UpstreamTls>> {
-    let Some(ca) = &args.upstream_ca else {
-        return Ok(None);
+    UpstreamTls::from_flags(UpstreamTlsFlags {
+        upstream: &args.upstream,
+        ca: args.upstream_ca.as_deref(),
+        cert: args.upstream_cert.as_deref(),
+        key: args.upstream_key.as_deref(),
+        server_name: args.upstream_server_name.as_deref(),
+    })
+}
+
+async fn run_mysql(args: MysqlArgs) -> anyhow::Result<()> {
+    let started = start(&args.common).await?;
+    let tls_config = tls::server_config(
+        started.serving.clone(),
+        ClientAuth::Optional(started.client_roots.clone()),
+        &[],
+    )?;
+    let upstream = crate::mysql::UpstreamConfig {
+        address: args.upstream.clone(),
+        tls: UpstreamTls::from_flags(UpstreamTlsFlags {
+            upstream: &args.upstream,
+            ca: args.upstream_ca.as_deref(),
+            cert: args.upstream_cert.as_deref(),
+            key: args.upstream_key.as_deref(),
+            server_name: args.upstream_server_name.as_deref(),
+        })?,
+        passwords: match &args.upstream_password_file {
+            Some(path) => Passwords::from_file(path).map_err(anyhow::Error::msg)?,
+            None => Passwords::default(),
+        },
     };
-    let identity = match (&args.upstream_cert, &args.upstream_key) {
-        (Some(cert), Some(key)) => Some(CertifiedKey::from_files(cert, key)?),
-        _ => None,
-    };
-    let config = ClientTls {
-        roots: tls::root_store_from_file(ca)?,
-        identity,
-    }
-    .config(&[])?;
-    let host = args.upstream_server_name.clone().unwrap_or_else(|| {
-        args.upstream
-            .rsplit_once(':')
-            .map_or(args.upstream.clone(), |(h, _)| h.to_string())
-    });
-    let server_name = ServerName::try_from(
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
+    let listener = TcpListener::bind(args.common.listen)
+        .await
+        .with_context(|| format!("cannot listen on --listen {}", args.common.listen))?;
+    tracing::info!(listen = %args.common.listen, upstream = %args.upstream,
+        server_id = %args.common.server_id, "deadbolt-sidecar mysql started");
+    let proxy = Arc::new(MysqlProxy::new(
+        started.gate,
+        started.authenticator,
+        tls_config,
+        upstream,
+        args.common.allow_plaintext,
+    ));
+    let serving = tokio::spawn(proxy.serve(listener, started.shutdown.clone()));
+    let signal = shutdown::signal().await?;
+    tracing::info!(signal, "stopping");
+    started.trigger.trigger();
+    let _ = serving.await;
+    Ok(())
+}
+
+async fn run_kube(args: KubeArgs) -> anyhow::Result<()> {
+    let config = crate::kube::upstream::load_config(
+        args.upstream_kubeconfig.as_deref(),
+        args.upstream_context.as_deref(),
     )
-    .with_context(|| format!("invalid upstream server name {host:?}"))?;
-    Ok(Some(UpstreamTls {
-        config,
-        server_name,
-    }))
+    .await?;
+    // Tokens are reviewed by the upstream cluster, with the proxy's upstream
+    // credentials, not by whatever cluster the default kubeconfig names.
+    let mut common = args.common.clone();
+    common.token_review = false;
+    let mut started = start(&common).await?;
+    if args.common.token_review {
+        let client = kube::Client::try_from(config.clone())
+            .context("cannot build a TokenReview client from the upstream credentials")?;
+        started.authenticator = Authenticator::new(Some(Arc::new(CachingTokenChecker::new(
+            TokenReviewer::for_api_server(client),
+            CacheTtls::default(),
+        ))));
+    }
+    let tls_config = tls::server_config(
+        started.serving.clone(),
+        ClientAuth::Optional(started.client_roots.clone()),
+        &crate::kube::ALPN,
+    )?;
+    let upstream = crate::kube::upstream::Upstream::from_kube_config(&config)?;
+    let listener = TcpListener::bind(args.common.listen)
+        .await
+        .with_context(|| format!("cannot listen on --listen {}", args.common.listen))?;
+    tracing::info!(listen = %args.common.listen, upstream = %upstream.endpoint(),
+        server_id = %args.common.server_id, "deadbolt-sidecar kube started");
+    if args.common.allow_plaintext {
+        tracing::warn!("--allow-plaintext has no effect on the kube proxy: it always serves TLS");
+    }
+    let proxy = Arc::new(crate::kube::KubeProxy {
+        gate: started.gate,
+        authenticator: started.authenticator,
+        tls: tls_config,
+        upstream,
+    });
+    let serving = tokio::spawn(proxy.serve(listener, started.shutdown.clone()));
+    let signal = shutdown::signal().await?;
+    tracing::info!(signal, "stopping");
+    started.trigger.trigger();
+    let _ = serving.await;
+    Ok(())
 }

@@ -92,7 +92,7 @@ impl PostgresProxy {
                 return;
             }
         };
-        let mut upstream = match self.upstream.open(&startup).await {
+        let upstream = match self.upstream.open(&startup).await {
             Ok(upstream) => upstream,
             Err(error) => {
                 wire::send_fatal(&mut client, wire::SQLSTATE_UPSTREAM, &error.to_string()).await;
@@ -106,7 +106,7 @@ impl PostgresProxy {
             session.finish(Ending::Failed(error.to_string()));
             return;
         }
-        let ending = relay::relay(&mut client, &mut upstream.stream, &mut session).await;
+        let ending = relay::relay(&mut client, upstream.stream, &mut session).await;
         session.finish(ending);
     }
 

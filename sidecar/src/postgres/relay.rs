@@ -17,13 +17,15 @@ const BUFFER: usize = 16 * 1024;
 /// How long a cut waits for the server message in flight to finish, or for a
 /// slow client to take bytes already being written.
 const CUT_GRACE: Duration = Duration::from_secs(2);
+/// How long a cut session's server connection outlives the client's.
+const UPSTREAM_LINGER: Duration = Duration::from_millis(250);
 /// `Terminate`.
 const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
 
 /// Relays until either side closes or the session is cut.
 pub async fn relay(
     client: &mut Box<dyn ClientIo>,
-    upstream: &mut Box<dyn ClientIo>,
+    mut upstream: Box<dyn ClientIo>,
     session: &mut LiveSession,
 ) -> Ending {
     let mut from_client = vec![0u8; BUFFER];
@@ -50,7 +52,7 @@ pub async fn relay(
                     let _ = upstream.shutdown().await;
                     return Ending::Failed(format!("client sent {error}"));
                 }
-                if let Err(ending) = write_or_cut(upstream, data, session).await {
+                if let Err(ending) = write_or_cut(&mut upstream, data, session).await {
                     return ending;
                 }
             }
@@ -101,14 +103,14 @@ async fn write_or_cut(
 /// server session politely when possible, and closes both.
 async fn cut(
     client: &mut Box<dyn ClientIo>,
-    upstream: &mut Box<dyn ClientIo>,
+    mut upstream: Box<dyn ClientIo>,
     server_frames: &mut FrameTracker,
     client_frames: &FrameTracker,
     denial: Denial,
 ) -> Ending {
     let finished = tokio::time::timeout(
         CUT_GRACE,
-        finish_server_message(client, upstream, server_frames),
+        finish_server_message(client, &mut upstream, server_frames),
     )
     .await
     .unwrap_or(false);
@@ -117,10 +119,17 @@ async fn cut(
     } else {
         let _ = client.shutdown().await;
     }
-    if client_frames.at_boundary() {
-        let _ = upstream.write_all(&TERMINATE).await;
-    }
-    let _ = upstream.shutdown().await;
+    // The client is gone; the server session ends a moment later, so that when
+    // one lock cuts many sessions every client hears first, before the
+    // database spends the machine's CPU tearing its backends down.
+    let polite = client_frames.at_boundary();
+    tokio::spawn(async move {
+        tokio::time::sleep(UPSTREAM_LINGER).await;
+        if polite {
+            let _ = upstream.write_all(&TERMINATE).await;
+        }
+        let _ = upstream.shutdown().await;
+    });
     Ending::Cut(denial)
 }
 

@@ -4,9 +4,6 @@
 //! SCRAM-SHA-256. What the server says after authenticating (parameters,
 //! backend key, ReadyForQuery) is handed back to be relayed to the client.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -16,70 +13,17 @@ use pgwire::messages::startup::{
 };
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
-use rustls::ClientConfig;
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::negotiate::ClientIo;
 use super::wire::{self, WireError};
+pub use crate::credentials::{Passwords, UpstreamTls};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest message the upstream may send during authentication.
 const MAX_AUTH_MESSAGE: usize = 1 << 20;
-
-/// Passwords the proxy logs in to the upstream with, per database user, from a
-/// file of `user:password` lines (`*` matches any user).
-#[derive(Clone, Default)]
-pub struct Passwords(HashMap<String, String>);
-
-impl std::fmt::Debug for Passwords {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
-    }
-}
-
-impl Passwords {
-    /// Parses `user:password` lines; blank lines and `#` comments are skipped.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut passwords = HashMap::new();
-        for (number, line) in text.lines().enumerate() {
-            let line = line.trim_end_matches('\r');
-            if line.trim().is_empty() || line.trim_start().starts_with('#') {
-                continue;
-            }
-            let (user, password) = line
-                .split_once(':')
-                .ok_or_else(|| format!("line {}: expected user:password", number + 1))?;
-            passwords.insert(user.to_string(), password.to_string());
-        }
-        Ok(Self(passwords))
-    }
-
-    /// Reads a password file.
-    pub fn from_file(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-        Self::parse(&text).map_err(|error| format!("{}: {error}", path.display()))
-    }
-
-    fn for_user(&self, user: &str) -> Option<&str> {
-        self.0
-            .get(user)
-            .or_else(|| self.0.get("*"))
-            .map(String::as_str)
-    }
-}
-
-/// TLS to the upstream.
-#[derive(Clone)]
-pub struct UpstreamTls {
-    /// Trust (and an optional client certificate for `cert` authentication).
-    pub config: Arc<ClientConfig>,
-    /// The name the server certificate must carry.
-    pub server_name: ServerName<'static>,
-}
 
 /// Where and how the proxy reaches the real server.
 #[derive(Clone)]
@@ -295,20 +239,4 @@ pub async fn forward_cancel(config: &UpstreamConfig, packet: &[u8]) -> Result<()
     stream.write_all(packet).await.map_err(WireError::Io)?;
     let _ = stream.shutdown().await;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn password_files_match_users_then_the_wildcard() {
-        let passwords =
-            Passwords::parse("# comment\napp:s3cret:with:colons\n*:fallback\n").unwrap();
-        assert_eq!(passwords.for_user("app"), Some("s3cret:with:colons"));
-        assert_eq!(passwords.for_user("other"), Some("fallback"));
-        assert!(Passwords::parse("no-colon").is_err());
-        assert!(format!("{passwords:?}").contains("app"));
-        assert!(!format!("{passwords:?}").contains("s3cret"));
-    }
 }

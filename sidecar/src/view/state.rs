@@ -122,6 +122,30 @@ impl ViewState {
         }
     }
 
+    /// Decides an interaction without registering it: for short requests, which
+    /// end before a lock could need to cut them. Returns the identity it was
+    /// checked with and its locking mode.
+    pub fn check(
+        &self,
+        principal: &CertIdentity,
+        login: Option<String>,
+    ) -> Result<(Identity, LockingMode), Denial> {
+        let reliable = self.is_reliable();
+        let replica = self.read();
+        let roles = replica.roles_for(&principal.user, &principal.groups, &principal.roles);
+        let mode = replica.locking_mode(&roles);
+        let identity = principal.to_identity(roles, login);
+        replica.check(&identity, &self.server_id, mode, reliable, Timestamp::now())?;
+        Ok((identity, mode))
+    }
+
+    /// Reads the replica, for what an adapter derives from roles and users
+    /// (the kube proxy's Kubernetes groups). Keep `read` short: it holds the
+    /// lock that applying a change waits for.
+    pub fn with_replica<T>(&self, read: impl FnOnce(&ViewReplica) -> T) -> T {
+        read(&self.read())
+    }
+
     /// Decides a new session for an authenticated principal and registers it.
     /// The replica stays read-locked while the session is registered, so a lock
     /// applied concurrently either refuses the session or finds it in the registry.
@@ -208,6 +232,20 @@ mod tests {
             denial
         );
         assert!(state.admit(&alice(), Some("other".into())).is_ok());
+    }
+
+    #[test]
+    fn a_check_decides_without_registering() {
+        let state = ViewState::new("proxy-1", SessionRegistry::default());
+        assert_eq!(state.check(&alice(), None).err(), Some(Denial::StaleView));
+        state
+            .apply(snapshot(60_000, LockingMode::BestEffort))
+            .unwrap();
+        let (identity, mode) = state.check(&alice(), None).unwrap();
+        assert_eq!(identity.user, "alice");
+        assert_eq!(mode, LockingMode::BestEffort);
+        assert!(state.registry().is_empty());
+        assert_eq!(state.with_replica(|replica| replica.revision()), Some(1));
     }
 
     #[tokio::test]

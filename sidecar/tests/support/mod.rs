@@ -1,9 +1,16 @@
-//! Test harness: a real PostgreSQL (Debian's binaries, in a temporary
-//! directory, on a free loopback port), an in-process operator serving the
-//! lock view over TLS, and in-process Deadbolt proxies subscribed to it.
+//! Test harness: a real PostgreSQL and a real MariaDB (Debian's binaries, in
+//! temporary directories, on free loopback ports), an in-process operator
+//! serving the lock view over TLS, and in-process Deadbolt proxies subscribed
+//! to it.
 
 #![allow(dead_code)]
 
+pub mod kube_client;
+pub mod kube_proxy;
+pub mod kube_spdy;
+pub mod kube_upstream;
+pub mod mariadb;
+pub mod mysql_proxy;
 pub mod operator;
 pub mod postgres;
 pub mod proxy;

@@ -68,6 +68,12 @@ fn give_to_server_user(path: &Path) {
 impl Postgres {
     /// initdb, start, and create the test users and their databases.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Postgres::start`] with extra server settings (`-c name=value`), which
+    /// override the defaults, e.g. `[("max_connections", "1100")]`.
+    pub fn start_with(settings: &[(&str, &str)]) -> Self {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("deadbolt-pg")
@@ -99,10 +105,13 @@ impl Postgres {
             String::from_utf8_lossy(&init.stderr)
         );
         let port = super::free_port();
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
             dir.path().display()
         );
+        for (name, value) in settings {
+            options.push_str(&format!(" -c {name}={value}"));
+        }
         let log = dir.path().join("log");
         let start = run_as_server_user(
             &bin.join("pg_ctl"),

@@ -1,0 +1,272 @@
+//! Impersonation, both ways. Clients may never impersonate through the proxy:
+//! any `Impersonate-*` header is refused. Upstream, the proxy speaks with its
+//! own credentials and impersonates the authenticated user: `Impersonate-User`,
+//! one `Impersonate-Group` per group, and `Impersonate-Extra-*` for the
+//! Deadbolt attributes the API server's audit log should carry.
+
+use deadbolt_api::credential::CertIdentity;
+use deadbolt_api::replica::ViewReplica;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// Every impersonation header starts with this (`Impersonate-User`, `-Group`, `-Uid`, `-Extra-*`).
+const IMPERSONATE_PREFIX: &str = "impersonate-";
+/// The group every authenticated user has; the API server adds it to an
+/// impersonated user by itself, so the proxy needs no permission to impersonate it.
+const ALL_AUTHENTICATED: &str = "system:authenticated";
+
+/// Extra key: the Deadbolt session id of the request.
+pub const EXTRA_SESSION_ID: &str = "deadbolt.dev/session-id";
+/// Extra key: the MFA device the credential was verified with.
+pub const EXTRA_MFA_DEVICE: &str = "deadbolt.dev/mfa-device";
+/// Extra key: the trusted device the credential was issued to.
+pub const EXTRA_DEVICE: &str = "deadbolt.dev/device";
+/// Extra key: the access requests the credential carries (one value each).
+pub const EXTRA_ACCESS_REQUEST: &str = "deadbolt.dev/access-request";
+
+/// The first `Impersonate-*` header of a client request, if it has any.
+pub fn requested_impersonation(headers: &HeaderMap) -> Option<&HeaderName> {
+    headers
+        .keys()
+        .find(|name| name.as_str().starts_with(IMPERSONATE_PREFIX))
+}
+
+/// The message a client gets for trying to impersonate.
+pub fn refusal(header: &HeaderName) -> String {
+    format!(
+        "impersonation is not allowed through the Deadbolt proxy (the request has a {header} header): the proxy acts as the user it authenticated"
+    )
+}
+
+/// Who the proxy asks the API server to act as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Impersonation {
+    /// `Impersonate-User`.
+    pub user: String,
+    /// `Impersonate-Group` values, sorted.
+    pub groups: Vec<String>,
+    /// `Impersonate-Extra-<key>` values, in order.
+    pub extra: Vec<(&'static str, String)>,
+}
+
+impl Impersonation {
+    /// The impersonation of `principal`, whose AccessRoles are `roles`, for session `session_id`.
+    /// Groups: the authenticated ones plus what the roles' `allow.kubernetesGroups`
+    /// grant, minus what any role's `deny.kubernetesGroups` names (`*` denies
+    /// every group); never `system:authenticated`, which the API server adds.
+    pub fn new(
+        principal: &CertIdentity,
+        replica: &ViewReplica,
+        roles: &[String],
+        session_id: &str,
+    ) -> Self {
+        let specs: Vec<_> = roles.iter().filter_map(|role| replica.role(role)).collect();
+        let denied: Vec<&String> = specs
+            .iter()
+            .flat_map(|spec| &spec.deny.kubernetes_groups)
+            .collect();
+        let deny_all = denied.iter().any(|group| *group == "*");
+        let mut groups: Vec<String> = principal
+            .groups
+            .iter()
+            .chain(specs.iter().flat_map(|spec| &spec.allow.kubernetes_groups))
+            .filter(|group| {
+                !group.is_empty()
+                    && *group != "*"
+                    && *group != ALL_AUTHENTICATED
+                    && !deny_all
+                    && !denied.contains(group)
+            })
+            .cloned()
+            .collect();
+        groups.sort();
+        groups.dedup();
+
+        let mut extra = vec![(EXTRA_SESSION_ID, session_id.to_string())];
+        extra.extend(
+            principal
+                .mfa_device
+                .iter()
+                .map(|device| (EXTRA_MFA_DEVICE, device.clone())),
+        );
+        extra.extend(
+            principal
+                .device
+                .iter()
+                .map(|device| (EXTRA_DEVICE, device.clone())),
+        );
+        extra.extend(
+            principal
+                .access_requests
+                .iter()
+                .map(|request| (EXTRA_ACCESS_REQUEST, request.clone())),
+        );
+        Self {
+            user: principal.user.clone(),
+            groups,
+            extra,
+        }
+    }
+
+    /// Adds the impersonation headers. Fails on a value no header can carry
+    /// (a control character in a user or group name).
+    pub fn apply(&self, headers: &mut HeaderMap) -> Result<(), String> {
+        let value = |text: &str| {
+            HeaderValue::from_str(text)
+                .map_err(|_| format!("{text:?} cannot be sent in an impersonation header"))
+        };
+        headers.insert(
+            HeaderName::from_static("impersonate-user"),
+            value(&self.user)?,
+        );
+        for group in &self.groups {
+            headers.append(HeaderName::from_static("impersonate-group"), value(group)?);
+        }
+        for (key, extra) in &self.extra {
+            let name = HeaderName::from_bytes(extra_header_name(key).as_bytes())
+                .map_err(|_| format!("invalid extra key {key:?}"))?;
+            headers.append(name, value(extra)?);
+        }
+        Ok(())
+    }
+}
+
+/// `impersonate-extra-<key>` with the key percent-encoded as client-go does
+/// (every byte that is not a header token character, and `%` itself), e.g.
+/// `deadbolt.dev/session-id` → `impersonate-extra-deadbolt.dev%2Fsession-id`.
+/// The API server lower-cases and percent-decodes the key.
+pub fn extra_header_name(key: &str) -> String {
+    let mut name = String::from("impersonate-extra-");
+    for byte in key.bytes() {
+        let token_char = byte.is_ascii_alphanumeric() || b"!#$&'*+-.^_`|~".contains(&byte);
+        if token_char {
+            name.push(byte.to_ascii_lowercase() as char);
+        } else {
+            name.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deadbolt_api::protocol::{RoleRecord, Snapshot, ViewEvent};
+    use deadbolt_api::resources::{AccessRoleSpec, RoleConditions};
+
+    fn replica() -> ViewReplica {
+        let role = |name: &str, allow: &[&str], deny: &[&str]| RoleRecord {
+            name: name.into(),
+            spec: AccessRoleSpec {
+                allow: RoleConditions {
+                    kubernetes_groups: allow.iter().map(|g| g.to_string()).collect(),
+                    ..Default::default()
+                },
+                deny: RoleConditions {
+                    kubernetes_groups: deny.iter().map(|g| g.to_string()).collect(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        };
+        let mut replica = ViewReplica::default();
+        replica
+            .apply(ViewEvent::Snapshot(Snapshot {
+                revision: 1,
+                roles: vec![
+                    role("dev", &["developers", "viewers"], &[]),
+                    role("no-admin", &[], &["cluster-admins"]),
+                    role("lockdown", &[], &["*"]),
+                ],
+                ..Default::default()
+            }))
+            .unwrap();
+        replica
+    }
+
+    fn alice() -> CertIdentity {
+        CertIdentity {
+            user: "alice".into(),
+            groups: vec![
+                "cluster-admins".into(),
+                ALL_AUTHENTICATED.into(),
+                "sre".into(),
+            ],
+            mfa_device: Some("d6c06a18-e147-4232-9dfe-6f83a28d5850".into()),
+            access_requests: vec!["req-1".into(), "req-2".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn groups_are_authenticated_plus_allowed_minus_denied() {
+        let replica = replica();
+        let dev = Impersonation::new(&alice(), &replica, &["dev".into()], "sid");
+        assert_eq!(
+            dev.groups,
+            ["cluster-admins", "developers", "sre", "viewers"]
+        );
+        let denied = Impersonation::new(
+            &alice(),
+            &replica,
+            &["dev".into(), "no-admin".into(), "unknown".into()],
+            "sid",
+        );
+        assert_eq!(denied.groups, ["developers", "sre", "viewers"]);
+        let none = Impersonation::new(
+            &alice(),
+            &replica,
+            &["dev".into(), "lockdown".into()],
+            "sid",
+        );
+        assert!(none.groups.is_empty());
+    }
+
+    #[test]
+    fn headers_carry_user_groups_and_encoded_extras() {
+        let replica = replica();
+        let impersonation = Impersonation::new(&alice(), &replica, &["dev".into()], "sid-1");
+        let mut headers = HeaderMap::new();
+        impersonation.apply(&mut headers).unwrap();
+        assert_eq!(headers["impersonate-user"], "alice");
+        let groups: Vec<_> = headers.get_all("impersonate-group").iter().collect();
+        assert_eq!(groups.len(), 4);
+        assert_eq!(
+            headers["impersonate-extra-deadbolt.dev%2Fsession-id"],
+            "sid-1"
+        );
+        assert_eq!(
+            headers["impersonate-extra-deadbolt.dev%2Fmfa-device"],
+            "d6c06a18-e147-4232-9dfe-6f83a28d5850"
+        );
+        let requests: Vec<_> = headers
+            .get_all("impersonate-extra-deadbolt.dev%2Faccess-request")
+            .iter()
+            .collect();
+        assert_eq!(requests, ["req-1", "req-2"]);
+
+        let mut bad = impersonation.clone();
+        bad.user = "new\nline".into();
+        assert!(bad.apply(&mut HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn extra_keys_are_escaped_like_client_go() {
+        assert_eq!(
+            extra_header_name("deadbolt.dev/session-id"),
+            "impersonate-extra-deadbolt.dev%2Fsession-id"
+        );
+        assert_eq!(extra_header_name("a%b c"), "impersonate-extra-a%25b%20c");
+    }
+
+    #[test]
+    fn any_impersonate_header_is_noticed() {
+        let mut headers = HeaderMap::new();
+        headers.insert("accept", HeaderValue::from_static("*/*"));
+        assert!(requested_impersonation(&headers).is_none());
+        headers.insert("impersonate-extra-x", HeaderValue::from_static("y"));
+        assert_eq!(
+            requested_impersonation(&headers).map(HeaderName::as_str),
+            Some("impersonate-extra-x")
+        );
+    }
+}

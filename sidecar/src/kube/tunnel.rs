@@ -1,0 +1,314 @@
+//! Upgraded connections — exec, attach, port-forward — relayed byte for byte
+//! in both directions while their session is registered. The server→client
+//! side is framed by the protocol ([`Tunnel`]), so a cut finishes the frame in
+//! flight, writes its notice between two frames, and then closes both sides.
+
+use std::time::Duration;
+
+use deadbolt_api::engine::Denial;
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+
+use super::framing::Framing;
+use super::spdy;
+use super::status;
+use super::websocket::{self, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, FrameTracker};
+use crate::gate::{Ending, LiveSession};
+
+/// Read buffer per direction.
+const BUFFER: usize = 32 * 1024;
+/// How long a cut waits for the frame in flight, for a slow client to take
+/// bytes already being written, and for the client to close after the notice.
+const CUT_GRACE: Duration = Duration::from_secs(2);
+
+/// What a relay needs to know about the protocol inside the tunnel.
+pub trait Tunnel: Send {
+    /// Sees the client→server bytes (SPDY learns its streams from them).
+    fn client_bytes(&mut self, _data: &[u8]) {}
+
+    /// The server→client frame tracker; `None` when the stream cannot be
+    /// framed, and a cut just closes.
+    fn server_framing(&mut self) -> Option<&mut dyn Framing>;
+
+    /// What a cut writes to the client at a frame boundary before closing.
+    fn notice(&self, denial: &Denial) -> Option<Vec<u8>>;
+}
+
+/// A WebSocket session: exec and attach get the error channel (the
+/// subprotocol's encoding) and a normal close, so client-go reads the error
+/// channel to its end and kubectl prints the message; anything else (a
+/// port-forward, whose WebSocket carries SPDY) gets a close frame whose reason
+/// is the message.
+pub struct WebSocketTunnel {
+    frames: FrameTracker,
+    subprotocol: String,
+    error_channel: bool,
+}
+
+impl WebSocketTunnel {
+    /// A tunnel for the negotiated `subprotocol`; `error_channel` for exec and attach.
+    pub fn new(subprotocol: &str, error_channel: bool) -> Self {
+        Self {
+            frames: FrameTracker::default(),
+            subprotocol: subprotocol.to_string(),
+            error_channel,
+        }
+    }
+}
+
+impl Tunnel for WebSocketTunnel {
+    fn server_framing(&mut self) -> Option<&mut dyn Framing> {
+        Some(&mut self.frames)
+    }
+
+    fn notice(&self, denial: &Denial) -> Option<Vec<u8>> {
+        let message = denial.message();
+        let error_frame = self
+            .error_channel
+            .then(|| {
+                let status = status::failure_bytes(StatusCode::FORBIDDEN, message);
+                websocket::error_channel_frame(&self.subprotocol, &status, message)
+            })
+            .flatten();
+        Some(match error_frame {
+            Some(mut frames) => {
+                frames.extend(websocket::close_frame(CLOSE_NORMAL, ""));
+                frames
+            }
+            None => websocket::close_frame(CLOSE_POLICY_VIOLATION, message),
+        })
+    }
+}
+
+/// A SPDY/3.1 session. For exec and attach, a cut writes the `Status` (or,
+/// before `v4.channel.k8s.io`, the message) on the error stream the client
+/// opened, with FIN, so client-go reports it; port-forwards are just closed.
+pub struct SpdyTunnel {
+    frames: spdy::FrameTracker,
+    client_streams: spdy::StreamWatcher,
+    status_json: bool,
+    error_channel: bool,
+}
+
+impl SpdyTunnel {
+    /// A tunnel for the negotiated `X-Stream-Protocol-Version`; `error_channel` for exec and attach.
+    pub fn new(stream_protocol: &str, error_channel: bool) -> Self {
+        let version = stream_protocol
+            .trim()
+            .strip_prefix('v')
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|number| number.parse::<u32>().ok())
+            .unwrap_or(1);
+        Self {
+            frames: spdy::FrameTracker::default(),
+            client_streams: spdy::StreamWatcher::default(),
+            status_json: version >= 4,
+            error_channel,
+        }
+    }
+}
+
+impl Tunnel for SpdyTunnel {
+    fn client_bytes(&mut self, data: &[u8]) {
+        if self.error_channel {
+            self.client_streams.advance(data);
+        }
+    }
+
+    fn server_framing(&mut self) -> Option<&mut dyn Framing> {
+        Some(&mut self.frames)
+    }
+
+    fn notice(&self, denial: &Denial) -> Option<Vec<u8>> {
+        if !self.error_channel {
+            return None;
+        }
+        let stream = self.client_streams.error_stream()?;
+        let message = denial.message();
+        let payload = if self.status_json {
+            status::failure_bytes(StatusCode::FORBIDDEN, message).to_vec()
+        } else {
+            message.as_bytes().to_vec()
+        };
+        Some(spdy::data_frame(stream, spdy::FLAG_FIN, &payload))
+    }
+}
+
+/// Relays until either side closes or the session is cut.
+pub async fn relay<C, U>(
+    client: C,
+    upstream: U,
+    tunnel: &mut dyn Tunnel,
+    session: &mut LiveSession,
+) -> Ending
+where
+    C: AsyncRead + AsyncWrite + Send,
+    U: AsyncRead + AsyncWrite + Send,
+{
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut upstream_read, mut upstream_write) = tokio::io::split(upstream);
+    let mut from_client = vec![0u8; BUFFER];
+    let mut from_server = vec![0u8; BUFFER];
+    let mut client_open = true;
+    loop {
+        tokio::select! {
+            biased;
+            denial = session.cut() => {
+                return cut(
+                    &mut client_read,
+                    &mut client_write,
+                    &mut upstream_read,
+                    &mut upstream_write,
+                    tunnel,
+                    denial,
+                )
+                .await;
+            }
+            read = client_read.read(&mut from_client), if client_open => match read {
+                Ok(0) => {
+                    // The client is done sending; the server may still answer.
+                    let _ = upstream_write.shutdown().await;
+                    client_open = false;
+                }
+                Ok(n) => {
+                    tunnel.client_bytes(&from_client[..n]);
+                    if let Err(ending) = write_or_cut(&mut upstream_write, &from_client[..n], session).await {
+                        return ending;
+                    }
+                }
+                Err(error) => return Ending::Failed(format!("client: {error}")),
+            },
+            read = upstream_read.read(&mut from_server) => match read {
+                Ok(0) => {
+                    let _ = client_write.shutdown().await;
+                    return Ending::Normal;
+                }
+                Ok(n) => {
+                    if let Some(framing) = tunnel.server_framing()
+                        && let Err(error) = framing.advance(&from_server[..n])
+                    {
+                        let _ = client_write.shutdown().await;
+                        return Ending::Failed(format!("server sent {error}"));
+                    }
+                    if let Err(ending) = write_or_cut(&mut client_write, &from_server[..n], session).await {
+                        return ending;
+                    }
+                }
+                Err(error) => return Ending::Failed(format!("server: {error}")),
+            },
+        }
+    }
+}
+
+/// Writes `data`, unless the session is cut while the peer is not reading:
+/// then the write gets [`CUT_GRACE`] to finish before the session is dropped.
+async fn write_or_cut<W: AsyncWrite>(
+    destination: &mut WriteHalf<W>,
+    data: &[u8],
+    session: &mut LiveSession,
+) -> Result<(), Ending> {
+    let write = destination.write_all(data);
+    tokio::pin!(write);
+    tokio::select! {
+        biased;
+        written = &mut write => written.map_err(|e| Ending::Failed(e.to_string())),
+        denial = session.cut() => match tokio::time::timeout(CUT_GRACE, write).await {
+            // The write went through; the relay loop sees the cut next.
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Ending::Cut(denial)),
+        },
+    }
+}
+
+/// Finishes the server frame in flight, writes the notice, closes the
+/// client's side and waits briefly for the client to close (so the notice is
+/// not lost to a reset), then drops the upstream.
+async fn cut<C: AsyncRead + AsyncWrite, U: AsyncRead + AsyncWrite>(
+    client_read: &mut ReadHalf<C>,
+    client_write: &mut WriteHalf<C>,
+    upstream_read: &mut ReadHalf<U>,
+    upstream_write: &mut WriteHalf<U>,
+    tunnel: &mut dyn Tunnel,
+    denial: Denial,
+) -> Ending {
+    let at_boundary = tokio::time::timeout(
+        CUT_GRACE,
+        finish_server_frame(client_write, upstream_read, tunnel),
+    )
+    .await
+    .unwrap_or(false);
+    if at_boundary && let Some(notice) = tunnel.notice(&denial) {
+        let _ = tokio::time::timeout(CUT_GRACE, async {
+            client_write.write_all(&notice).await?;
+            client_write.flush().await
+        })
+        .await;
+    }
+    let _ = upstream_write.shutdown().await;
+    let _ = tokio::time::timeout(CUT_GRACE, client_write.shutdown()).await;
+    let _ = tokio::time::timeout(CUT_GRACE, drain(client_read)).await;
+    Ending::Cut(denial)
+}
+
+/// Relays the rest of a partly relayed server frame, and nothing after it.
+/// Returns whether the stream now stands at a frame boundary.
+async fn finish_server_frame<C: AsyncWrite, U: AsyncRead>(
+    client_write: &mut WriteHalf<C>,
+    upstream_read: &mut ReadHalf<U>,
+    tunnel: &mut dyn Tunnel,
+) -> bool {
+    let mut buffer = vec![0u8; BUFFER];
+    loop {
+        let Some(framing) = tunnel.server_framing() else {
+            return false;
+        };
+        if framing.at_boundary() {
+            return true;
+        }
+        let n = match upstream_read.read(&mut buffer).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let take = framing.bytes_to_boundary(&buffer[..n]).unwrap_or(n);
+        if framing.advance(&buffer[..take]).is_err()
+            || client_write.write_all(&buffer[..take]).await.is_err()
+        {
+            return false;
+        }
+    }
+}
+
+/// Reads and discards until the peer closes.
+async fn drain<R: AsyncRead>(reader: &mut ReadHalf<R>) {
+    let mut sink = vec![0u8; 4096];
+    while let Ok(n) = reader.read(&mut sink).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_gets_the_error_channel_and_a_normal_close() {
+        let denial = Denial::Locked {
+            lock: "l".into(),
+            message: "locked".into(),
+        };
+        let exec = WebSocketTunnel::new("v5.channel.k8s.io", true);
+        let notice = exec.notice(&denial).unwrap();
+        assert_eq!(notice[0], 0x82);
+        assert_eq!(notice[2], 3);
+        let text = String::from_utf8_lossy(&notice);
+        assert!(text.contains(r#""message":"locked""#));
+        assert!(notice.ends_with(&[0x88, 2, 0x03, 0xe8]));
+
+        let forward = WebSocketTunnel::new("SPDY/3.1+portforward.k8s.io", false);
+        let notice = forward.notice(&denial).unwrap();
+        assert_eq!(&notice[..4], &[0x88, 8, 0x03, 0xf0]);
+        assert!(notice.ends_with(b"locked"));
+    }
+}

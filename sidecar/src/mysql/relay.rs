@@ -1,0 +1,217 @@
+//! Relays an established session in both directions, one whole packet at a
+//! time, while [`Exchange`] follows the commands and responses. A cut sends
+//! the client an `ERR` packet with the lock message where the client reads it
+//! as the answer it waits for (never inside a packet or a multi-packet
+//! payload), sends the server `COM_QUIT`, and closes both.
+
+use std::time::Duration;
+
+use deadbolt_api::engine::Denial;
+use mysql_common::constants::CapabilityFlags;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::exchange::{COM_QUIT, ClientPacket, Exchange};
+use super::wire::{self, ByteStream, PacketBuffer};
+use crate::gate::{Ending, LiveSession};
+
+/// How long a cut waits for the server payload in flight to finish, or for a
+/// slow client to take bytes already being written.
+pub const CUT_GRACE: Duration = Duration::from_secs(2);
+/// `COM_QUIT`, as the first packet of a command.
+const QUIT: [u8; 5] = [1, 0, 0, 0, COM_QUIT];
+/// What a client that tries to become another database user is told.
+const CHANGE_USER_REFUSED: &str =
+    "COM_CHANGE_USER is not supported through the Deadbolt proxy: reconnect as the other user";
+
+/// Relays until either side closes or the session is cut. `capabilities`
+/// are the session capabilities both sides speak.
+pub async fn relay(
+    client: &mut Box<dyn ByteStream>,
+    upstream: &mut Box<dyn ByteStream>,
+    session: &mut LiveSession,
+    capabilities: CapabilityFlags,
+) -> Ending {
+    let mut from_client = PacketBuffer::default();
+    let mut from_server = PacketBuffer::default();
+    let mut exchange = Exchange::new(capabilities);
+    loop {
+        tokio::select! {
+            biased;
+            denial = session.cut() => {
+                return cut(client, upstream, &mut from_server, &mut exchange, denial).await;
+            }
+            read = from_client.fill(client) => {
+                match read {
+                    Ok(0) => {
+                        // A client that vanished without COM_QUIT: say it for
+                        // it, so the server does not count an aborted client.
+                        if exchange.client_at_boundary() {
+                            let _ = upstream.write_all(&QUIT).await;
+                        }
+                        let _ = upstream.shutdown().await;
+                        return Ending::Normal;
+                    }
+                    Ok(_) => {}
+                    Err(error) => return Ending::Failed(format!("client: {error}")),
+                }
+                if let Err(ending) =
+                    forward_client_packets(client, upstream, &mut from_client, &mut exchange, session).await
+                {
+                    return ending;
+                }
+            }
+            read = from_server.fill(upstream) => {
+                match read {
+                    Ok(0) => {
+                        let _ = client.shutdown().await;
+                        return Ending::Normal;
+                    }
+                    Ok(_) => {}
+                    Err(error) => return Ending::Failed(format!("server: {error}")),
+                }
+                let mut whole = Vec::new();
+                while let Some(packet) = from_server.next_packet() {
+                    let (length, seq, payload) = wire::packet_fields(&packet);
+                    exchange.server_packet(length, seq, payload);
+                    whole.extend_from_slice(&packet);
+                }
+                if let Err(ending) = write_or_cut(client, &whole, session).await {
+                    return ending;
+                }
+            }
+        }
+    }
+}
+
+/// Forwards the client's whole packets, answering a `COM_CHANGE_USER`
+/// itself instead.
+async fn forward_client_packets(
+    client: &mut Box<dyn ByteStream>,
+    upstream: &mut Box<dyn ByteStream>,
+    from_client: &mut PacketBuffer,
+    exchange: &mut Exchange,
+    session: &mut LiveSession,
+) -> Result<(), Ending> {
+    let mut whole = Vec::new();
+    while let Some(packet) = from_client.next_packet() {
+        let (length, seq, payload) = wire::packet_fields(&packet);
+        match exchange.client_packet(length, seq, payload) {
+            ClientPacket::Forward => whole.extend_from_slice(&packet),
+            ClientPacket::Refuse(_) => {
+                write_or_cut(upstream, &whole, session).await?;
+                whole.clear();
+                if !exchange.is_idle() || length == wire::MAX_PAYLOAD {
+                    let _ = upstream.write_all(&QUIT).await;
+                    return Err(Ending::Failed(
+                        "the client sent COM_CHANGE_USER in the middle of an exchange".into(),
+                    ));
+                }
+                let refusal = wire::frame(
+                    1,
+                    &wire::err_payload(wire::NOT_SUPPORTED, CHANGE_USER_REFUSED),
+                )
+                .0;
+                write_or_cut(client, &refusal, session).await?;
+            }
+        }
+    }
+    write_or_cut(upstream, &whole, session).await
+}
+
+/// Writes `data`, unless the session is cut while the peer is not reading:
+/// then the write gets [`CUT_GRACE`] to finish before the session is dropped.
+async fn write_or_cut(
+    destination: &mut Box<dyn ByteStream>,
+    data: &[u8],
+    session: &mut LiveSession,
+) -> Result<(), Ending> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let write = destination.write_all(data);
+    tokio::pin!(write);
+    tokio::select! {
+        biased;
+        written = &mut write => written.map_err(|e| Ending::Failed(e.to_string())),
+        denial = session.cut() => {
+            match tokio::time::timeout(CUT_GRACE, write).await {
+                // The write went through; the relay loop sees the cut next and ends cleanly.
+                Ok(Ok(())) => Ok(()),
+                _ => Err(Ending::Cut(denial)),
+            }
+        }
+    }
+}
+
+/// Finishes the server payload in flight, tells the client why with an
+/// `ERR` it reads as its answer, ends the server session politely when the
+/// client was not half-way through a command, and closes both.
+async fn cut(
+    client: &mut Box<dyn ByteStream>,
+    upstream: &mut Box<dyn ByteStream>,
+    from_server: &mut PacketBuffer,
+    exchange: &mut Exchange,
+    denial: Denial,
+) -> Ending {
+    let at_boundary = exchange.server_at_boundary()
+        || tokio::time::timeout(
+            CUT_GRACE,
+            finish_server_payload(client, upstream, from_server, exchange),
+        )
+        .await
+        .unwrap_or(false);
+    if at_boundary {
+        let error = wire::err_payload(wire::CONNECTION_KILLED, denial.message());
+        let _ = tokio::time::timeout(
+            CUT_GRACE,
+            wire::write_payload(client, exchange.next_server_seq(), &error),
+        )
+        .await;
+    }
+    let _ = tokio::time::timeout(CUT_GRACE, client.shutdown()).await;
+    if exchange.client_at_boundary() {
+        let _ = tokio::time::timeout(CUT_GRACE, upstream.write_all(&QUIT)).await;
+    }
+    let _ = tokio::time::timeout(CUT_GRACE, upstream.shutdown()).await;
+    Ending::Cut(denial)
+}
+
+/// Forwards the rest of a multi-packet server payload, and nothing after it.
+/// Returns whether the stream now stands at a boundary.
+async fn finish_server_payload(
+    client: &mut Box<dyn ByteStream>,
+    upstream: &mut Box<dyn ByteStream>,
+    from_server: &mut PacketBuffer,
+    exchange: &mut Exchange,
+) -> bool {
+    loop {
+        while let Some(packet) = from_server.next_packet() {
+            let (length, seq, payload) = wire::packet_fields(&packet);
+            exchange.server_packet(length, seq, payload);
+            if client.write_all(&packet).await.is_err() {
+                return false;
+            }
+            if exchange.server_at_boundary() {
+                return true;
+            }
+        }
+        match from_server.fill(upstream).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Reads and drops what a cut client still sends, for a moment, so that
+/// closing does not reset the connection before it has read the `ERR`.
+pub async fn linger(client: &mut Box<dyn ByteStream>) {
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(CUT_GRACE, async {
+        while let Ok(n) = client.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}

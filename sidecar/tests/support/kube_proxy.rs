@@ -1,0 +1,390 @@
+//! An in-process Deadbolt kube proxy in front of the fake API server,
+//! subscribed to the test operator; kubeconfigs for its clients (a Deadbolt
+//! user certificate or a bearer token); and the real `kubectl` to drive it.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadbolt_api::credential::CertIdentity;
+use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
+use deadbolt_runtime::tls::{self, ClientAuth, ClientTls};
+use deadbolt_runtime::token::{TokenChecker, TokenError, TokenUser};
+use deadbolt_sidecar::audit::AuditSink;
+use deadbolt_sidecar::gate::Gate;
+use deadbolt_sidecar::identity::Authenticator;
+use deadbolt_sidecar::kube::{self, KubeProxy};
+use deadbolt_sidecar::metrics::Metrics;
+use deadbolt_sidecar::session::SessionRegistry;
+use deadbolt_sidecar::view::{
+    ViewClient, ViewClientConfig, ViewCredentials, ViewState, staleness_watchdog,
+};
+use futures::future::BoxFuture;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+
+use super::kube_upstream::{FakeApiServer, NAMESPACE};
+use super::operator::Operator;
+use super::proxy::AuditLines;
+use super::{PATIENCE, eventually};
+
+/// Bearer tokens the fake TokenReview knows.
+#[derive(Default, Clone)]
+pub struct FakeTokens(Arc<Mutex<HashMap<String, TokenUser>>>);
+
+impl FakeTokens {
+    /// Makes `token` belong to `user` with `groups`.
+    pub fn add(&self, token: &str, user: &str, groups: &[&str]) {
+        self.0.lock().unwrap().insert(
+            token.into(),
+            TokenUser {
+                username: user.into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+            },
+        );
+    }
+}
+
+impl TokenChecker for FakeTokens {
+    fn check<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
+        let answer = self
+            .0
+            .lock()
+            .unwrap()
+            .get(token)
+            .cloned()
+            .ok_or_else(|| TokenError::Rejected("token not found".into()));
+        Box::pin(async move { answer })
+    }
+}
+
+/// A running kube proxy.
+pub struct KubeProxyHarness {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// Its lock view.
+    pub view: Arc<ViewState>,
+    /// Its audit events.
+    pub audit: AuditLines,
+    /// Its metrics.
+    pub metrics: Arc<Metrics>,
+    /// Files for clients: `ca.crt`, certificates, kubeconfigs, kubectl's cache.
+    pub files: TempDir,
+    ca: Arc<deadbolt_operator::ca::DeadboltCa>,
+    trigger: ShutdownTrigger,
+}
+
+impl KubeProxyHarness {
+    /// A proxy named `server_id` in front of `upstream`, subscribed to
+    /// `operator`, accepting the bearer tokens `tokens` knows; returns once
+    /// its first snapshot has arrived.
+    pub async fn start(
+        operator: &Operator,
+        upstream: &FakeApiServer,
+        server_id: &str,
+        tokens: &FakeTokens,
+    ) -> Self {
+        let roots = tls::root_store(operator.ca_pem().as_bytes()).unwrap();
+        let view = Arc::new(ViewState::new(server_id, SessionRegistry::default()));
+        let subscription = operator.proxy_cert(server_id);
+        let client = ViewClient::new(
+            ViewClientConfig {
+                endpoint: format!("https://localhost:{}", operator.addr.port())
+                    .parse()
+                    .unwrap(),
+                server_id: server_id.into(),
+                tls: ClientTls {
+                    roots: roots.clone(),
+                    identity: Some(subscription.certified_key().unwrap()),
+                },
+                credentials: ViewCredentials::Certificate,
+            },
+            view.clone(),
+        )
+        .unwrap();
+        tokio::spawn(client.run());
+        tokio::spawn(staleness_watchdog(view.clone(), Duration::from_millis(20)));
+
+        let files = tempfile::tempdir().unwrap();
+        std::fs::write(files.path().join("ca.crt"), operator.ca_pem()).unwrap();
+        let serving = operator
+            .ca
+            .issue_serving_cert(
+                &["localhost".into(), "127.0.0.1".into()],
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+        let tls_config = tls::server_config(
+            serving.certified_key().unwrap(),
+            ClientAuth::Optional(roots),
+            &kube::ALPN,
+        )
+        .unwrap();
+        let audit = AuditLines::default();
+        let metrics = Arc::new(Metrics::new());
+        let config = upstream.kube_config(files.path()).await;
+        let proxy = Arc::new(KubeProxy {
+            gate: Gate {
+                view: view.clone(),
+                audit: AuditSink::to_writer(Box::new(audit.clone())),
+                metrics: metrics.clone(),
+            },
+            authenticator: Authenticator::new(Some(Arc::new(tokens.clone()))),
+            tls: tls_config,
+            upstream: kube::upstream::Upstream::from_kube_config(&config).unwrap(),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown): (ShutdownTrigger, Shutdown) = Shutdown::new();
+        tokio::spawn(proxy.serve(listener, shutdown));
+
+        let started = Self {
+            addr,
+            view,
+            audit,
+            metrics,
+            files,
+            ca: operator.ca.clone(),
+            trigger,
+        };
+        eventually("the first snapshot", || started.view.is_ready()).await;
+        started
+    }
+
+    /// Waits until the proxy has applied everything the operator's view holds.
+    pub async fn catch_up(&self, operator: &Operator) {
+        let revision = operator.store.revision();
+        eventually("the proxy to catch up", || {
+            self.view
+                .revision()
+                .is_some_and(|applied| applied >= revision)
+        })
+        .await;
+    }
+
+    /// The Deadbolt CA, PEM, as clients trust it.
+    pub fn ca_path(&self) -> PathBuf {
+        self.files.path().join("ca.crt")
+    }
+
+    /// A user certificate for `identity`: (cert, key) paths.
+    pub fn user_cert(&self, identity: &CertIdentity) -> (PathBuf, PathBuf) {
+        let issued = self
+            .ca
+            .issue_user_cert(identity, Duration::from_secs(3600))
+            .unwrap();
+        let cert = self.files.path().join(format!("{}.crt", identity.user));
+        let key = self.files.path().join(format!("{}.key", identity.user));
+        std::fs::write(&cert, &issued.cert_pem).unwrap();
+        std::fs::write(&key, &issued.key_pem).unwrap();
+        (cert, key)
+    }
+
+    fn kubeconfig(&self, name: &str, user: &str) -> PathBuf {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: deadbolt\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority: {}\nusers:\n- name: {name}\n  user:\n{user}contexts:\n- name: deadbolt\n  context:\n    cluster: deadbolt\n    user: {name}\n    namespace: {NAMESPACE}\ncurrent-context: deadbolt\n",
+            self.addr.port(),
+            self.ca_path().display(),
+        );
+        let path = self.files.path().join(format!("{name}.kubeconfig"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A kubeconfig that logs in with a Deadbolt certificate for `identity`.
+    pub fn kubeconfig_for_cert(&self, identity: &CertIdentity) -> PathBuf {
+        let (cert, key) = self.user_cert(identity);
+        self.kubeconfig(
+            &format!("cert-{}", identity.user),
+            &format!(
+                "    client-certificate: {}\n    client-key: {}\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+    }
+
+    /// A kubeconfig that logs in with a bearer token.
+    pub fn kubeconfig_for_token(&self, name: &str, token: &str) -> PathBuf {
+        self.kubeconfig(&format!("token-{name}"), &format!("    token: {token}\n"))
+    }
+
+    /// A `kubectl` command against this proxy with `kubeconfig`.
+    pub fn kubectl(&self, kubeconfig: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(kubectl_path());
+        command
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg(format!(
+                "--cache-dir={}",
+                self.files.path().join("kube-cache").display()
+            ))
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .env("HOME", self.files.path())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `kubectl` to completion (on a blocking thread).
+    pub async fn kubectl_output(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        self.kubectl_output_with(kubeconfig, args, &[]).await
+    }
+
+    /// Runs `kubectl` with extra environment variables to completion.
+    pub async fn kubectl_output_with(
+        &self,
+        kubeconfig: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Output {
+        let mut command = self.kubectl(kubeconfig, args);
+        command.envs(envs.iter().copied());
+        let run = tokio::task::spawn_blocking(move || command.output().unwrap());
+        tokio::time::timeout(PATIENCE * 2, run)
+            .await
+            .expect("kubectl did not finish")
+            .unwrap()
+    }
+
+    /// Starts a long-running `kubectl` (a watch, an exec).
+    pub fn kubectl_spawn(
+        &self,
+        kubeconfig: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Running {
+        let mut command = self.kubectl(kubeconfig, args);
+        command
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Running::spawn(command)
+    }
+
+    /// What `/metrics` would show.
+    pub fn metrics_text(&self) -> String {
+        use deadbolt_runtime::admin::AdminEndpoints;
+        deadbolt_sidecar::metrics::ProxyAdmin {
+            metrics: self.metrics.clone(),
+            view: self.view.clone(),
+        }
+        .render_metrics()
+    }
+
+    /// Stops accepting connections.
+    pub fn stop(&self) {
+        self.trigger.trigger();
+    }
+}
+
+/// The `kubectl` on `PATH` (scripts/test.sh puts `.tools/bin` there).
+pub fn kubectl_path() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("kubectl"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            // Also look where scripts/install-tools.sh puts it.
+            let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/kubectl");
+            assert!(
+                local.is_file(),
+                "kubectl is not on PATH: run scripts/install-tools.sh (it installs kubectl 1.33 into .tools/bin), or run the tests through scripts/test.sh"
+            );
+            local
+        })
+}
+
+/// A `kubectl` still running, with what it has printed so far.
+pub struct Running {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command.spawn().expect("cannot start kubectl");
+        let capture = |mut source: Box<dyn Read + Send>| {
+            let text = Arc::new(Mutex::new(String::new()));
+            let sink = text.clone();
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = source.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buffer[..n]));
+                }
+            });
+            text
+        };
+        let stdout = capture(Box::new(child.stdout.take().unwrap()));
+        let stderr = capture(Box::new(child.stderr.take().unwrap()));
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Its standard output so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Its standard error so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until its output has `count` lines containing `needle`.
+    pub async fn wait_for_lines(&self, needle: &str, count: usize) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while self.stdout().lines().filter(|l| l.contains(needle)).count() < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kubectl never printed {count} lines with {needle:?}; stdout: {} stderr: {}",
+                self.stdout(),
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for it to exit.
+    pub async fn wait(&mut self) -> ExitStatus {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the capture threads take the last bytes.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "kubectl is still running; stdout: {} stderr: {}",
+                self.stdout(),
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,273 @@
+//! An in-process Deadbolt MySQL proxy subscribed to the test operator, the
+//! client credentials to reach it (Deadbolt user certificates, or bearer
+//! tokens a fake TokenReview accepts), and the clients: the real `mysql`
+//! and `mysql_async`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadbolt_api::credential::CertIdentity;
+use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
+use deadbolt_runtime::tls::{self, ClientAuth, ClientTls};
+use deadbolt_runtime::token::{TokenChecker, TokenError, TokenUser};
+use deadbolt_sidecar::audit::AuditSink;
+use deadbolt_sidecar::credentials::{Passwords, UpstreamTls};
+use deadbolt_sidecar::gate::Gate;
+use deadbolt_sidecar::identity::Authenticator;
+use deadbolt_sidecar::metrics::Metrics;
+use deadbolt_sidecar::mysql::{MysqlProxy, UpstreamConfig};
+use deadbolt_sidecar::session::SessionRegistry;
+use deadbolt_sidecar::view::{
+    ViewClient, ViewClientConfig, ViewCredentials, ViewState, staleness_watchdog,
+};
+use futures::future::BoxFuture;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+
+use super::mariadb::Mariadb;
+use super::operator::Operator;
+use super::proxy::AuditLines;
+
+/// The bearer token the fake TokenReview accepts for `user`.
+pub fn token_for(user: &str) -> String {
+    format!("token-of-{user}")
+}
+
+/// A TokenReview stand-in: `token-of-<user>` is `<user>`, anything else is rejected.
+struct FakeTokenReview;
+
+impl TokenChecker for FakeTokenReview {
+    fn check<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
+        Box::pin(async move {
+            match token.strip_prefix("token-of-") {
+                Some(user) if !user.is_empty() => Ok(TokenUser {
+                    username: user.to_string(),
+                    groups: vec![],
+                }),
+                _ => Err(TokenError::Rejected("the token is not valid".into())),
+            }
+        })
+    }
+}
+
+/// A running proxy.
+pub struct Proxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// Its lock view.
+    pub view: Arc<ViewState>,
+    /// Its audit events.
+    pub audit: AuditLines,
+    /// Files for clients: `ca.crt`, and `<user>.crt`/`<user>.key`.
+    pub files: TempDir,
+    /// The proxy itself.
+    pub proxy: Arc<MysqlProxy>,
+    ca: Arc<deadbolt_operator::ca::DeadboltCa>,
+    trigger: ShutdownTrigger,
+}
+
+impl Proxy {
+    /// A proxy named `server_id` in front of `mariadb`, subscribed to
+    /// `operator`; returns once its first snapshot has arrived and it has
+    /// read the upstream's greeting.
+    pub async fn start(operator: &Operator, mariadb: &Mariadb, server_id: &str) -> Self {
+        Self::start_with(operator, mariadb, server_id, None).await
+    }
+
+    /// Like [`Proxy::start`], speaking TLS to the upstream when `upstream_tls` says so.
+    pub async fn start_with(
+        operator: &Operator,
+        mariadb: &Mariadb,
+        server_id: &str,
+        upstream_tls: Option<UpstreamTls>,
+    ) -> Self {
+        let roots = tls::root_store(operator.ca_pem().as_bytes()).unwrap();
+        let view = Arc::new(ViewState::new(server_id, SessionRegistry::default()));
+        let subscription = operator.proxy_cert(server_id);
+        let client = ViewClient::new(
+            ViewClientConfig {
+                endpoint: format!("https://localhost:{}", operator.addr.port())
+                    .parse()
+                    .unwrap(),
+                server_id: server_id.into(),
+                tls: ClientTls {
+                    roots: roots.clone(),
+                    identity: Some(subscription.certified_key().unwrap()),
+                },
+                credentials: ViewCredentials::Certificate,
+            },
+            view.clone(),
+        )
+        .unwrap();
+        tokio::spawn(client.run());
+        tokio::spawn(staleness_watchdog(view.clone(), Duration::from_millis(20)));
+
+        let serving = operator
+            .ca
+            .issue_serving_cert(
+                &["localhost".into(), "127.0.0.1".into()],
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+        let tls_config = tls::server_config(
+            serving.certified_key().unwrap(),
+            ClientAuth::Optional(roots),
+            &[],
+        )
+        .unwrap();
+        let audit = AuditLines::default();
+        let proxy = Arc::new(MysqlProxy::new(
+            Gate {
+                view: view.clone(),
+                audit: AuditSink::to_writer(Box::new(audit.clone())),
+                metrics: Arc::new(Metrics::new()),
+            },
+            Authenticator::new(Some(Arc::new(FakeTokenReview))),
+            tls_config,
+            UpstreamConfig {
+                address: mariadb.address(),
+                tls: upstream_tls,
+                passwords: Passwords::parse(&Mariadb::password_lines()).unwrap(),
+            },
+            false,
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown): (ShutdownTrigger, Shutdown) = Shutdown::new();
+        tokio::spawn(proxy.clone().serve(listener, shutdown));
+
+        let files = tempfile::tempdir().unwrap();
+        std::fs::write(files.path().join("ca.crt"), operator.ca_pem()).unwrap();
+        let started = Self {
+            addr,
+            view,
+            audit,
+            files,
+            proxy,
+            ca: operator.ca.clone(),
+            trigger,
+        };
+        super::eventually("the first snapshot", || started.view.is_ready()).await;
+        super::eventually("the upstream's greeting", || {
+            started.proxy.upstream_profile().is_some()
+        })
+        .await;
+        started
+    }
+
+    /// Writes a user certificate for `identity` and returns (cert, key) paths.
+    pub fn user_cert(&self, identity: &CertIdentity) -> (PathBuf, PathBuf) {
+        let issued = self
+            .ca
+            .issue_user_cert(identity, Duration::from_secs(3600))
+            .unwrap();
+        let cert = self.files.path().join(format!("{}.crt", identity.user));
+        let key = self.files.path().join(format!("{}.key", identity.user));
+        std::fs::write(&cert, &issued.cert_pem).unwrap();
+        std::fs::write(&key, &issued.key_pem).unwrap();
+        (cert, key)
+    }
+
+    fn ca_file(&self) -> PathBuf {
+        self.files.path().join("ca.crt")
+    }
+
+    /// Arguments for the real `mysql` client: TLS verifying the proxy,
+    /// `identity`'s certificate, logging in as `login` to the schema `login`.
+    pub fn mysql_args(&self, identity: &CertIdentity, login: &str) -> Vec<String> {
+        let (cert, key) = self.user_cert(identity);
+        let mut args = self.mysql_base_args(login);
+        args.extend([
+            format!("--ssl-cert={}", cert.display()),
+            format!("--ssl-key={}", key.display()),
+        ]);
+        args
+    }
+
+    /// Arguments for the real `mysql` client with no certificate: the token
+    /// is the password, which the proxy asks for with `mysql_clear_password`.
+    /// MariaDB's client allows that plugin as it is (and warns that
+    /// `--enable-cleartext-plugin`, which MySQL's client needs, is obsolete).
+    pub fn mysql_token_args(&self, token: &str, login: &str) -> Vec<String> {
+        let mut args = self.mysql_base_args(login);
+        args.push(format!("--password={token}"));
+        args
+    }
+
+    fn mysql_base_args(&self, login: &str) -> Vec<String> {
+        vec![
+            "--no-defaults".to_string(),
+            "--protocol=TCP".to_string(),
+            "--host=127.0.0.1".to_string(),
+            format!("--port={}", self.addr.port()),
+            format!("--user={login}"),
+            format!("--database={login}"),
+            format!("--ssl-ca={}", self.ca_file().display()),
+            "--ssl-verify-server-cert".to_string(),
+            "--connect-timeout=10".to_string(),
+            "--batch".to_string(),
+            "--skip-column-names".to_string(),
+        ]
+    }
+
+    /// Runs the real `mysql` once with `sql`, as `identity` logging in as `login`.
+    pub fn mysql(&self, identity: &CertIdentity, login: &str, sql: &str) -> Output {
+        run_mysql(&self.mysql_args(identity, login), sql)
+    }
+
+    /// Runs the real `mysql` once with `sql`, authenticating with a bearer token.
+    pub fn mysql_with_token(&self, token: &str, login: &str, sql: &str) -> Output {
+        run_mysql(&self.mysql_token_args(token, login), sql)
+    }
+
+    /// A `mysql_async` connection as `identity` logging in as `login`.
+    pub async fn connect(
+        &self,
+        identity: &CertIdentity,
+        login: &str,
+    ) -> mysql_async::Result<mysql_async::Conn> {
+        let (cert, key) = self.user_cert(identity);
+        let ssl = mysql_async::SslOpts::default()
+            .with_root_certs(vec![self.ca_file().into()])
+            .with_client_identity(Some(mysql_async::ClientIdentity::new(
+                cert.into(),
+                key.into(),
+            )));
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("localhost")
+            .tcp_port(self.addr.port())
+            .prefer_socket(false)
+            .user(Some(login))
+            .db_name(Some(login))
+            .ssl_opts(Some(ssl));
+        mysql_async::Conn::new(opts).await
+    }
+
+    /// Waits until the proxy has applied everything the operator's view holds.
+    pub async fn catch_up(&self, operator: &Operator) {
+        let revision = operator.store.revision();
+        super::eventually("the proxy to catch up", || {
+            self.view
+                .revision()
+                .is_some_and(|applied| applied >= revision)
+        })
+        .await;
+    }
+
+    /// Stops accepting connections.
+    pub fn stop(&self) {
+        self.trigger.trigger();
+    }
+}
+
+fn run_mysql(args: &[String], sql: &str) -> Output {
+    Command::new("mysql")
+        .args(args)
+        .args(["-e", sql])
+        .env_remove("MYSQL_PWD")
+        .output()
+        .expect("mysql is not installed: install mariadb-client")
+}
