@@ -7,8 +7,10 @@
 pub mod args;
 pub mod audit;
 pub mod credentials;
+pub mod framing;
 pub mod gate;
 pub mod identity;
+pub mod io;
 pub mod kube;
 pub mod metrics;
 pub mod mysql;

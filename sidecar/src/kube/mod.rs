@@ -26,7 +26,6 @@
 pub mod authn;
 pub mod body;
 pub mod classify;
-pub mod framing;
 pub mod impersonate;
 pub mod spdy;
 pub mod status;
@@ -41,6 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadbolt_api::credential::CertIdentity;
+use deadbolt_runtime::listener::{accept_until, tls_handshake};
 use deadbolt_runtime::shutdown::Shutdown;
 use http::{Request, Response, StatusCode, Version, header};
 use hyper::body::Incoming;
@@ -65,8 +65,6 @@ use upstream::{
 
 /// ALPN protocols offered to clients.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
-/// How long a client has to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an HTTP/1.1 client has to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most header bytes a request may carry (HTTP/1.1 buffer, HTTP/2 header
@@ -101,38 +99,18 @@ impl KubeProxy {
     /// Accepts connections until shutdown; each runs in its own task, so one
     /// client's bad input never touches another's requests.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
-        loop {
-            let (tcp, remote) = tokio::select! {
-                _ = shutdown.wait() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = tcp.set_nodelay(true);
+        accept_until(&listener, &shutdown, "kube", |tcp, remote| {
             let proxy = self.clone();
-            tokio::spawn(async move { proxy.connection(tcp, remote).await });
-        }
+            async move { proxy.connection(tcp, remote).await }
+        })
+        .await;
     }
 
     async fn connection(self: Arc<Self>, tcp: TcpStream, remote: SocketAddr) {
         let acceptor = TlsAcceptor::from(self.tls.clone());
-        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(error)) => {
-                self.gate.metrics.protocol_errors.inc();
-                tracing::info!(%remote, %error, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                self.gate.metrics.protocol_errors.inc();
-                tracing::info!(%remote, "TLS handshake timed out");
-                return;
-            }
+        let Some(tls) = tls_handshake(&acceptor, tcp, remote, "kube").await else {
+            self.gate.metrics.protocol_errors.inc();
+            return;
         };
         let certificate = tls
             .get_ref()

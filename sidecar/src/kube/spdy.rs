@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::framing::{Framing, FramingError, bytes_to_boundary_by_steps};
+use crate::framing::{Framing, FramingError, bytes_to_boundary_by_steps};
 
 /// The protocol version in every control frame.
 pub const VERSION: u16 = 3;

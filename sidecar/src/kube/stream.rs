@@ -14,9 +14,9 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
 use super::body::{ProxyBody, boxed};
-use super::framing::{Framing, LengthPrefixed, Lines};
 use super::status;
 use super::upstream::{Guarded, returned_headers};
+use crate::framing::{Framing, LengthPrefixed, Lines};
 use crate::gate::{Ending, LiveSession};
 
 /// Chunks that may wait between the upstream and a slow client.
@@ -61,7 +61,7 @@ fn framing_for(kind: StreamKind, content_type: &str) -> (Option<Box<dyn Framing>
     match kind {
         StreamKind::FollowLogs => (Some(Box::new(Lines::default())), Notice::LogLine),
         StreamKind::Watch if content_type.starts_with("application/vnd.kubernetes.protobuf") => (
-            Some(Box::new(LengthPrefixed::default())),
+            Some(Box::new(LengthPrefixed::protobuf_watch())),
             Notice::ProtobufWatchEvent,
         ),
         StreamKind::Watch if content_type.contains("json") || content_type.is_empty() => {

@@ -9,10 +9,10 @@ use deadbolt_api::engine::Denial;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
-use super::framing::Framing;
 use super::spdy;
 use super::status;
 use super::websocket::{self, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, FrameTracker};
+use crate::framing::{Framing, finish_unit};
 use crate::gate::{Ending, LiveSession};
 
 /// Read buffer per direction.
@@ -231,10 +231,12 @@ async fn cut<C: AsyncRead + AsyncWrite, U: AsyncRead + AsyncWrite>(
     tunnel: &mut dyn Tunnel,
     denial: Denial,
 ) -> Ending {
-    let at_boundary = tokio::time::timeout(
-        CUT_GRACE,
-        finish_server_frame(client_write, upstream_read, tunnel),
-    )
+    let at_boundary = tokio::time::timeout(CUT_GRACE, async {
+        match tunnel.server_framing() {
+            Some(framing) => finish_unit(upstream_read, client_write, framing).await,
+            None => false,
+        }
+    })
     .await
     .unwrap_or(false);
     if at_boundary && let Some(notice) = tunnel.notice(&denial) {
@@ -248,34 +250,6 @@ async fn cut<C: AsyncRead + AsyncWrite, U: AsyncRead + AsyncWrite>(
     let _ = tokio::time::timeout(CUT_GRACE, client_write.shutdown()).await;
     let _ = tokio::time::timeout(CUT_GRACE, drain(client_read)).await;
     Ending::Cut(denial)
-}
-
-/// Relays the rest of a partly relayed server frame, and nothing after it.
-/// Returns whether the stream now stands at a frame boundary.
-async fn finish_server_frame<C: AsyncWrite, U: AsyncRead>(
-    client_write: &mut WriteHalf<C>,
-    upstream_read: &mut ReadHalf<U>,
-    tunnel: &mut dyn Tunnel,
-) -> bool {
-    let mut buffer = vec![0u8; BUFFER];
-    loop {
-        let Some(framing) = tunnel.server_framing() else {
-            return false;
-        };
-        if framing.at_boundary() {
-            return true;
-        }
-        let n = match upstream_read.read(&mut buffer).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => n,
-        };
-        let take = framing.bytes_to_boundary(&buffer[..n]).unwrap_or(n);
-        if framing.advance(&buffer[..take]).is_err()
-            || client_write.write_all(&buffer[..take]).await.is_err()
-        {
-            return false;
-        }
-    }
 }
 
 /// Reads and discards until the peer closes.

@@ -5,7 +5,7 @@
 
 use base64::Engine;
 
-use super::framing::{Framing, FramingError, bytes_to_boundary_by_steps};
+use crate::framing::{Framing, FramingError, bytes_to_boundary_by_steps};
 
 const OPCODE_TEXT: u8 = 0x1;
 const OPCODE_BINARY: u8 = 0x2;

@@ -38,6 +38,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::audit::SessionFacts;
 use crate::gate::{Ending, Gate};
 use crate::identity::Authenticator;
+use deadbolt_runtime::listener::accept_until;
 use deadbolt_runtime::shutdown::Shutdown;
 use handshake::{Greeting, Opened};
 use upstream::Login;
@@ -151,22 +152,11 @@ impl MysqlProxy {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
         let learning = self.clone();
         tokio::spawn(async move { learning.learn_upstream().await });
-        loop {
-            let (tcp, remote) = tokio::select! {
-                _ = shutdown.wait() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = tcp.set_nodelay(true);
+        accept_until(&listener, &shutdown, "mysql", |tcp, remote| {
             let proxy = self.clone();
-            tokio::spawn(async move { proxy.handle(tcp, remote).await });
-        }
+            async move { proxy.handle(tcp, remote).await }
+        })
+        .await;
     }
 
     /// The greeting for a new client, mirroring the upstream when known.

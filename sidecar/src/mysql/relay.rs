@@ -4,19 +4,15 @@
 //! as the answer it waits for (never inside a packet or a multi-packet
 //! payload), sends the server `COM_QUIT`, and closes both.
 
-use std::time::Duration;
-
 use deadbolt_api::engine::Denial;
 use mysql_common::constants::CapabilityFlags;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::exchange::{COM_QUIT, ClientPacket, Exchange};
-use super::wire::{self, ByteStream, PacketBuffer};
+use super::wire::{self, PacketBuffer};
 use crate::gate::{Ending, LiveSession};
+use crate::io::{ByteStream, CUT_GRACE, write_or_cut};
 
-/// How long a cut waits for the server payload in flight to finish, or for a
-/// slow client to take bytes already being written.
-pub const CUT_GRACE: Duration = Duration::from_secs(2);
 /// `COM_QUIT`, as the first packet of a command.
 const QUIT: [u8; 5] = [1, 0, 0, 0, COM_QUIT];
 /// What a client that tries to become another database user is told.
@@ -116,31 +112,6 @@ async fn forward_client_packets(
         }
     }
     write_or_cut(upstream, &whole, session).await
-}
-
-/// Writes `data`, unless the session is cut while the peer is not reading:
-/// then the write gets [`CUT_GRACE`] to finish before the session is dropped.
-async fn write_or_cut(
-    destination: &mut Box<dyn ByteStream>,
-    data: &[u8],
-    session: &mut LiveSession,
-) -> Result<(), Ending> {
-    if data.is_empty() {
-        return Ok(());
-    }
-    let write = destination.write_all(data);
-    tokio::pin!(write);
-    tokio::select! {
-        biased;
-        written = &mut write => written.map_err(|e| Ending::Failed(e.to_string())),
-        denial = session.cut() => {
-            match tokio::time::timeout(CUT_GRACE, write).await {
-                // The write went through; the relay loop sees the cut next and ends cleanly.
-                Ok(Ok(())) => Ok(()),
-                _ => Err(Ending::Cut(denial)),
-            }
-        }
-    }
 }
 
 /// Finishes the server payload in flight, tells the client why with an

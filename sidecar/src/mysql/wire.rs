@@ -19,9 +19,7 @@ pub const MAX_PAYLOAD: usize = 0xff_ffff;
 /// response with connection attributes, or a bearer token as a password.
 pub const MAX_HANDSHAKE_PACKET: usize = 64 * 1024;
 
-/// A client or server stream, encrypted unless plaintext was explicitly allowed.
-pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
+pub use crate::io::ByteStream;
 
 /// An error code and SQLSTATE, as the `mysql` client prints them:
 /// `ERROR 1045 (28000): <message>`.

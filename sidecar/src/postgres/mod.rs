@@ -23,8 +23,10 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::audit::SessionFacts;
 use crate::gate::{Ending, Gate};
 use crate::identity::Authenticator;
+use crate::io::ByteStream;
+use deadbolt_runtime::listener::accept_until;
 use deadbolt_runtime::shutdown::Shutdown;
-use negotiate::{ClientIo, Opening};
+use negotiate::Opening;
 use wire::WireError;
 
 /// How long a client has from connecting to being authenticated; a
@@ -51,22 +53,11 @@ impl PostgresProxy {
     /// Accepts connections until shutdown; each runs in its own task, so one
     /// client's bad input never touches another's session.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
-        loop {
-            let (tcp, remote) = tokio::select! {
-                _ = shutdown.wait() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = tcp.set_nodelay(true);
+        accept_until(&listener, &shutdown, "postgres", |tcp, remote| {
             let proxy = self.clone();
-            tokio::spawn(async move { proxy.handle(tcp, remote).await });
-        }
+            async move { proxy.handle(tcp, remote).await }
+        })
+        .await;
     }
 
     async fn handle(&self, tcp: TcpStream, remote: SocketAddr) {
@@ -116,7 +107,7 @@ impl PostgresProxy {
         &self,
         tcp: TcpStream,
         facts: &mut SessionFacts,
-    ) -> Result<Option<(Box<dyn ClientIo>, CertIdentity, Startup)>, String> {
+    ) -> Result<Option<(Box<dyn ByteStream>, CertIdentity, Startup)>, String> {
         let opening = negotiate::open(tcp, self.tls.clone(), self.allow_plaintext)
             .await
             .map_err(|error| {
@@ -179,7 +170,7 @@ impl PostgresProxy {
 }
 
 /// Asks for a cleartext password (safe: the channel is TLS) and reads it.
-async fn read_password(stream: &mut Box<dyn ClientIo>) -> Result<String, WireError> {
+async fn read_password(stream: &mut Box<dyn ByteStream>) -> Result<String, WireError> {
     stream
         .write_all(&wire::encode(&Authentication::CleartextPassword))
         .await?;

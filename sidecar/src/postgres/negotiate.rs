@@ -8,11 +8,12 @@ use bytes::BytesMut;
 use pgwire::messages::startup::{GssEncRequest, SslRequest, Startup};
 use rustls::ServerConfig;
 use rustls::pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::wire::{self, WireError};
+use crate::io::ByteStream;
 
 /// The ALPN protocol PostgreSQL 17 requires for direct TLS.
 pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
@@ -23,16 +24,12 @@ const CANCEL_REQUEST_CODE: i32 = 80_877_102;
 /// How many SSL/GSS requests a client may send before its startup packet.
 const MAX_NEGOTIATIONS: usize = 3;
 
-/// A client stream, encrypted unless plaintext was explicitly allowed.
-pub trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientIo for T {}
-
 /// What the client asked for once the connection is set up.
 pub enum Opening {
     /// A session: the stream, the client's verified certificate (if any) and its startup message.
     Session {
         /// The client stream.
-        stream: Box<dyn ClientIo>,
+        stream: Box<dyn ByteStream>,
         /// The first certificate of the verified chain.
         certificate: Option<CertificateDer<'static>>,
         /// The startup message.
@@ -145,7 +142,7 @@ async fn read_startup_over_tls(
 }
 
 /// Tells the client why its startup packet was refused (when it is still there to hear it).
-async fn tell<S: ClientIo>(stream: &mut S, error: WireError) -> NegotiationError {
+async fn tell<S: ByteStream>(stream: &mut S, error: WireError) -> NegotiationError {
     if !matches!(error, WireError::Closed | WireError::Io(_)) {
         let message = format!("invalid startup packet: {error}");
         wire::send_fatal(stream, wire::SQLSTATE_PROTOCOL, &message).await;

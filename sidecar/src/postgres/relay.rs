@@ -8,15 +8,13 @@ use std::time::Duration;
 use deadbolt_api::engine::Denial;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::negotiate::ClientIo;
-use super::wire::{self, FrameTracker};
+use super::wire;
+use crate::framing::{Framing, LengthPrefixed, finish_unit};
 use crate::gate::{Ending, LiveSession};
+use crate::io::{ByteStream, CUT_GRACE, write_or_cut};
 
 /// Read buffer per direction.
 const BUFFER: usize = 16 * 1024;
-/// How long a cut waits for the server message in flight to finish, or for a
-/// slow client to take bytes already being written.
-const CUT_GRACE: Duration = Duration::from_secs(2);
 /// How long a cut session's server connection outlives the client's.
 const UPSTREAM_LINGER: Duration = Duration::from_millis(250);
 /// `Terminate`.
@@ -24,14 +22,14 @@ const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
 
 /// Relays until either side closes or the session is cut.
 pub async fn relay(
-    client: &mut Box<dyn ClientIo>,
-    mut upstream: Box<dyn ClientIo>,
+    client: &mut Box<dyn ByteStream>,
+    mut upstream: Box<dyn ByteStream>,
     session: &mut LiveSession,
 ) -> Ending {
     let mut from_client = vec![0u8; BUFFER];
     let mut from_server = vec![0u8; BUFFER];
-    let mut client_frames = FrameTracker::default();
-    let mut server_frames = FrameTracker::default();
+    let mut client_frames = LengthPrefixed::postgres();
+    let mut server_frames = LengthPrefixed::postgres();
     loop {
         tokio::select! {
             biased;
@@ -77,43 +75,19 @@ pub async fn relay(
     }
 }
 
-/// Writes `data`, unless the session is cut while the peer is not reading:
-/// then the write gets [`CUT_GRACE`] to finish before the session is dropped.
-async fn write_or_cut(
-    destination: &mut Box<dyn ClientIo>,
-    data: &[u8],
-    session: &mut LiveSession,
-) -> Result<(), Ending> {
-    let write = destination.write_all(data);
-    tokio::pin!(write);
-    tokio::select! {
-        biased;
-        written = &mut write => written.map_err(|e| Ending::Failed(e.to_string())),
-        denial = session.cut() => {
-            match tokio::time::timeout(CUT_GRACE, write).await {
-                // The write went through; the relay loop sees the cut next and ends cleanly.
-                Ok(Ok(())) => Ok(()),
-                _ => Err(Ending::Cut(denial)),
-            }
-        }
-    }
-}
-
 /// Finishes the server message in flight, tells the client why, ends the
 /// server session politely when possible, and closes both.
 async fn cut(
-    client: &mut Box<dyn ClientIo>,
-    mut upstream: Box<dyn ClientIo>,
-    server_frames: &mut FrameTracker,
-    client_frames: &FrameTracker,
+    client: &mut Box<dyn ByteStream>,
+    mut upstream: Box<dyn ByteStream>,
+    server_frames: &mut LengthPrefixed,
+    client_frames: &LengthPrefixed,
     denial: Denial,
 ) -> Ending {
-    let finished = tokio::time::timeout(
-        CUT_GRACE,
-        finish_server_message(client, &mut upstream, server_frames),
-    )
-    .await
-    .unwrap_or(false);
+    let finished =
+        tokio::time::timeout(CUT_GRACE, finish_unit(&mut upstream, client, server_frames))
+            .await
+            .unwrap_or(false);
     if finished {
         wire::send_fatal(client, wire::SQLSTATE_LOCKED, denial.message()).await;
     } else {
@@ -131,27 +105,4 @@ async fn cut(
         let _ = upstream.shutdown().await;
     });
     Ending::Cut(denial)
-}
-
-/// Forwards the rest of a partly relayed server message, and nothing after it.
-/// Returns whether the stream now stands at a boundary.
-async fn finish_server_message(
-    client: &mut Box<dyn ClientIo>,
-    upstream: &mut Box<dyn ClientIo>,
-    frames: &mut FrameTracker,
-) -> bool {
-    let mut buffer = vec![0u8; BUFFER];
-    while !frames.at_boundary() {
-        let n = match upstream.read(&mut buffer).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => n,
-        };
-        let take = frames.bytes_to_boundary(&buffer[..n]).unwrap_or(n);
-        if frames.advance(&buffer[..take]).is_err()
-            || client.write_all(&buffer[..take]).await.is_err()
-        {
-            return false;
-        }
-    }
-    true
 }

@@ -17,9 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::negotiate::ClientIo;
 use super::wire::{self, WireError};
 pub use crate::credentials::{Passwords, UpstreamTls};
+use crate::io::ByteStream;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest message the upstream may send during authentication.
@@ -39,7 +39,7 @@ pub struct UpstreamConfig {
 /// An authenticated upstream connection.
 pub struct Upstream {
     /// The connection, positioned after the first ReadyForQuery.
-    pub stream: Box<dyn ClientIo>,
+    pub stream: Box<dyn ByteStream>,
     /// Everything after AuthenticationOk up to and including ReadyForQuery, to relay as is.
     pub greeting: BytesMut,
 }
@@ -69,7 +69,7 @@ pub enum UpstreamError {
 
 impl UpstreamConfig {
     /// Opens a fresh connection (TCP + optional TLS), not yet started.
-    pub async fn connect(&self) -> Result<Box<dyn ClientIo>, UpstreamError> {
+    pub async fn connect(&self) -> Result<Box<dyn ByteStream>, UpstreamError> {
         let unreachable = |reason: String| UpstreamError::Unreachable {
             address: self.address.clone(),
             reason,
@@ -119,7 +119,7 @@ impl UpstreamConfig {
 
     async fn authenticate(
         &self,
-        stream: &mut Box<dyn ClientIo>,
+        stream: &mut Box<dyn ByteStream>,
         user: &str,
     ) -> Result<(), UpstreamError> {
         let mut scram: Option<ScramSha256> = None;
@@ -198,7 +198,7 @@ impl UpstreamConfig {
 
 /// Reads ParameterStatus, BackendKeyData, notices and NegotiateProtocolVersion
 /// up to and including the first ReadyForQuery.
-async fn read_greeting(stream: &mut Box<dyn ClientIo>) -> Result<BytesMut, UpstreamError> {
+async fn read_greeting(stream: &mut Box<dyn ByteStream>) -> Result<BytesMut, UpstreamError> {
     let mut greeting = BytesMut::new();
     loop {
         let message = wire::read_message(stream, MAX_AUTH_MESSAGE).await?;

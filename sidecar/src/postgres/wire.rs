@@ -1,7 +1,8 @@
 //! Reading and writing PostgreSQL messages around pgwire's codecs: the
 //! length-prefixed reads (with limits, so a 2 GiB length is an error and not an
-//! allocation), `ErrorResponse` construction, and a frame tracker that lets the
-//! relay know where message boundaries are without decoding every message.
+//! allocation) and `ErrorResponse` construction. The relay finds message
+//! boundaries with [`crate::framing::LengthPrefixed::postgres`] instead of
+//! decoding every message.
 
 use bytes::{BufMut, BytesMut};
 use pgwire::messages::response::ErrorResponse;
@@ -11,9 +12,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Startup-phase packets (startup, SSL/GSS/cancel requests, passwords) are small;
 /// PostgreSQL itself caps them at 10,000 bytes.
 pub const MAX_STARTUP_PACKET: usize = 10_000;
-
-/// The longest message the relay accepts in either direction (PostgreSQL's own 1 GiB limit).
-pub const MAX_MESSAGE: usize = 1 << 30;
 
 /// SQLSTATE for refusals by a lock or a stale view: invalid_authorization_specification.
 pub const SQLSTATE_LOCKED: &str = "28000";
@@ -162,110 +160,9 @@ pub async fn send_fatal<W: AsyncWrite + Unpin>(writer: &mut W, code: &str, messa
     let _ = writer.shutdown().await;
 }
 
-/// Tracks message boundaries in a byte stream of typed messages, so bytes can
-/// be forwarded as they come and the relay still knows whether it stands
-/// between two messages.
-#[derive(Debug, Default, Clone)]
-pub struct FrameTracker {
-    header: [u8; 5],
-    header_len: usize,
-    remaining: usize,
-}
-
-impl FrameTracker {
-    /// Whether everything seen so far ends exactly at a message boundary.
-    pub fn at_boundary(&self) -> bool {
-        self.header_len == 0 && self.remaining == 0
-    }
-
-    /// Consumes `data`, failing on an impossible length.
-    pub fn advance(&mut self, mut data: &[u8]) -> Result<(), WireError> {
-        while !data.is_empty() {
-            if self.remaining > 0 {
-                let take = self.remaining.min(data.len());
-                self.remaining -= take;
-                data = &data[take..];
-                continue;
-            }
-            let take = (5 - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + take].copy_from_slice(&data[..take]);
-            self.header_len += take;
-            data = &data[take..];
-            if self.header_len == 5 {
-                let length = i32::from_be_bytes([
-                    self.header[1],
-                    self.header[2],
-                    self.header[3],
-                    self.header[4],
-                ]);
-                if length < 4 || length as usize > MAX_MESSAGE {
-                    return Err(WireError::Length(length.into()));
-                }
-                self.remaining = length as usize - 4;
-                self.header_len = 0;
-            }
-        }
-        Ok(())
-    }
-
-    /// How many leading bytes of `data` finish the message in progress, leaving
-    /// the tracker at a boundary. Only meaningful when not at a boundary.
-    pub fn bytes_to_boundary(&self, data: &[u8]) -> Option<usize> {
-        let mut probe = self.clone();
-        let mut consumed = 0;
-        while !probe.at_boundary() {
-            let step = if probe.remaining > 0 {
-                probe.remaining.min(data.len() - consumed)
-            } else {
-                1
-            };
-            if consumed + step > data.len() || step == 0 {
-                return None;
-            }
-            probe.advance(&data[consumed..consumed + step]).ok()?;
-            consumed += step;
-        }
-        Some(consumed)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        out.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
-        out.extend_from_slice(body);
-        out
-    }
-
-    #[test]
-    fn boundaries_are_tracked_across_arbitrary_splits() {
-        let mut stream = message(b'D', b"hello");
-        stream.extend(message(b'C', b"SELECT 1\0"));
-        stream.extend(message(b'Z', b"I"));
-        for split in 0..stream.len() {
-            let mut tracker = FrameTracker::default();
-            tracker.advance(&stream[..split]).unwrap();
-            tracker.advance(&stream[split..]).unwrap();
-            assert!(tracker.at_boundary(), "split at {split}");
-        }
-        let mut tracker = FrameTracker::default();
-        tracker.advance(&stream[..3]).unwrap();
-        assert!(!tracker.at_boundary());
-        assert_eq!(tracker.bytes_to_boundary(&stream[3..]), Some(10 - 3));
-    }
-
-    #[test]
-    fn impossible_lengths_are_errors() {
-        let mut tracker = FrameTracker::default();
-        assert!(tracker.advance(&[b'Q', 0, 0, 0, 3]).is_err());
-        let mut tracker = FrameTracker::default();
-        assert!(tracker.advance(&[b'Q', 0x7f, 0xff, 0xff, 0xff]).is_err());
-        let mut tracker = FrameTracker::default();
-        assert!(tracker.advance(&[b'Q', 0xff, 0xff, 0xff, 0xff]).is_err());
-    }
 
     #[tokio::test]
     async fn huge_startup_lengths_are_refused_without_allocating() {
