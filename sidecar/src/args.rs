@@ -24,9 +24,9 @@ pub struct Cli {
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// A PostgreSQL proxy.
-    Postgres(PostgresArgs),
+    Postgres(DatabaseArgs),
     /// A MySQL/MariaDB proxy.
-    Mysql(MysqlArgs),
+    Mysql(DatabaseArgs),
     /// A Kubernetes API proxy (kubectl's server): impersonates the
     /// authenticated user upstream, cuts watches, exec and port-forwards.
     Kube(KubeArgs),
@@ -92,9 +92,11 @@ pub struct CommonArgs {
     pub log_level: String,
 }
 
-/// The PostgreSQL proxy's flags.
+/// The database proxies' flags (`postgres` and `mysql`). Clients without a
+/// certificate send a bearer token as the password (MySQL's own client needs
+/// `--enable-cleartext-plugin` for that; MariaDB's does not).
 #[derive(Args, Debug, Clone)]
-pub struct PostgresArgs {
+pub struct DatabaseArgs {
     /// Listener, identity, lock view and reporting.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -107,39 +109,7 @@ pub struct PostgresArgs {
     /// The name the upstream's certificate must carry (default: the upstream host).
     #[arg(long, env = "DEADBOLT_UPSTREAM_SERVER_NAME")]
     pub upstream_server_name: Option<String>,
-    /// Client certificate (PEM) for `cert` authentication to the upstream.
-    #[arg(
-        long,
-        env = "DEADBOLT_UPSTREAM_CERT",
-        requires = "upstream_key",
-        requires = "upstream_ca"
-    )]
-    pub upstream_cert: Option<PathBuf>,
-    /// Key of `--upstream-cert`.
-    #[arg(long, env = "DEADBOLT_UPSTREAM_KEY", requires = "upstream_cert")]
-    pub upstream_key: Option<PathBuf>,
-    /// File of `user:password` lines (`*` for any user) for password, md5 or SCRAM upstream logins.
-    #[arg(long, env = "DEADBOLT_UPSTREAM_PASSWORD_FILE")]
-    pub upstream_password_file: Option<PathBuf>,
-}
-
-/// The MySQL/MariaDB proxy's flags. Clients without a certificate send a
-/// bearer token as a cleartext password (`mysql --enable-cleartext-plugin`).
-#[derive(Args, Debug, Clone)]
-pub struct MysqlArgs {
-    /// Listener, identity, lock view and reporting.
-    #[command(flatten)]
-    pub common: CommonArgs,
-    /// The real server, `host:port`.
-    #[arg(long, env = "DEADBOLT_UPSTREAM")]
-    pub upstream: String,
-    /// CA (PEM) of the upstream's certificate; enables TLS to the upstream.
-    #[arg(long, env = "DEADBOLT_UPSTREAM_CA")]
-    pub upstream_ca: Option<PathBuf>,
-    /// The name the upstream's certificate must carry (default: the upstream host).
-    #[arg(long, env = "DEADBOLT_UPSTREAM_SERVER_NAME")]
-    pub upstream_server_name: Option<String>,
-    /// Client certificate (PEM) for X.509 authentication to the upstream.
+    /// Client certificate (PEM) for certificate authentication to the upstream.
     #[arg(
         long,
         env = "DEADBOLT_UPSTREAM_CERT",
@@ -151,7 +121,7 @@ pub struct MysqlArgs {
     #[arg(long, env = "DEADBOLT_UPSTREAM_KEY", requires = "upstream_cert")]
     pub upstream_key: Option<PathBuf>,
     /// File of `user:password` lines (`*` for any user) for the upstream logins
-    /// (mysql_native_password, caching_sha2_password, client_ed25519, ...).
+    /// (PostgreSQL: password, md5, SCRAM; MySQL: native, caching_sha2, ed25519).
     #[arg(long, env = "DEADBOLT_UPSTREAM_PASSWORD_FILE")]
     pub upstream_password_file: Option<PathBuf>,
 }

@@ -11,8 +11,7 @@ use deadbolt_sidecar::args::Command;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let common = match &cli.command {
-        Command::Postgres(args) => &args.common,
-        Command::Mysql(args) => &args.common,
+        Command::Postgres(args) | Command::Mysql(args) => &args.common,
         Command::Kube(args) => &args.common,
     };
     if let Err(error) = logging::init(common.log_format, &common.log_level) {

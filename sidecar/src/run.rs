@@ -2,6 +2,7 @@
 //! staleness watchdog, the operations listener, authentication, and the
 //! protocol adapter; then runs until SIGTERM or SIGINT.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use deadbolt_runtime::tls::{self, CertifiedKey, ClientAuth, ClientTls};
 use deadbolt_runtime::token::{CacheTtls, CachingTokenChecker, TokenChecker, TokenReviewer};
 use tokio::net::TcpListener;
 
-use crate::args::{Cli, Command, CommonArgs, KubeArgs, MysqlArgs, PostgresArgs};
+use crate::args::{Cli, Command, CommonArgs, DatabaseArgs, KubeArgs};
 use crate::audit::AuditSink;
 use crate::credentials::UpstreamTlsFlags;
 use crate::gate::Gate;
@@ -131,7 +132,46 @@ async fn start(common: &CommonArgs) -> anyhow::Result<Started> {
     })
 }
 
-async fn run_postgres(args: PostgresArgs) -> anyhow::Result<()> {
+impl DatabaseArgs {
+    fn upstream_tls(&self) -> anyhow::Result<Option<UpstreamTls>> {
+        UpstreamTls::from_flags(UpstreamTlsFlags {
+            upstream: &self.upstream,
+            ca: self.upstream_ca.as_deref(),
+            cert: self.upstream_cert.as_deref(),
+            key: self.upstream_key.as_deref(),
+            server_name: self.upstream_server_name.as_deref(),
+        })
+    }
+
+    fn passwords(&self) -> anyhow::Result<Passwords> {
+        match &self.upstream_password_file {
+            Some(path) => Passwords::from_file(path).map_err(anyhow::Error::msg),
+            None => Ok(Passwords::default()),
+        }
+    }
+}
+
+/// Binds the proxy's client listener.
+async fn listen(common: &CommonArgs) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(common.listen)
+        .await
+        .with_context(|| format!("cannot listen on --listen {}", common.listen))
+}
+
+/// Runs `serving` until SIGTERM or SIGINT, then stops it gracefully.
+async fn until_signal(
+    started: Started,
+    serving: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let serving = tokio::spawn(serving);
+    let signal = shutdown::signal().await?;
+    tracing::info!(signal, "stopping");
+    started.trigger.trigger();
+    let _ = serving.await;
+    Ok(())
+}
+
+async fn run_postgres(args: DatabaseArgs) -> anyhow::Result<()> {
     let started = start(&args.common).await?;
     let tls_config = tls::server_config(
         started.serving.clone(),
@@ -140,43 +180,24 @@ async fn run_postgres(args: PostgresArgs) -> anyhow::Result<()> {
     )?;
     let upstream = UpstreamConfig {
         address: args.upstream.clone(),
-        tls: upstream_tls(&args)?,
-        passwords: match &args.upstream_password_file {
-            Some(path) => Passwords::from_file(path).map_err(anyhow::Error::msg)?,
-            None => Passwords::default(),
-        },
+        tls: args.upstream_tls()?,
+        passwords: args.passwords()?,
     };
-    let listener = TcpListener::bind(args.common.listen)
-        .await
-        .with_context(|| format!("cannot listen on --listen {}", args.common.listen))?;
+    let listener = listen(&args.common).await?;
     tracing::info!(listen = %args.common.listen, upstream = %args.upstream,
         server_id = %args.common.server_id, "deadbolt-sidecar postgres started");
     let proxy = Arc::new(PostgresProxy {
-        gate: started.gate,
-        authenticator: started.authenticator,
+        gate: started.gate.clone(),
+        authenticator: started.authenticator.clone(),
         tls: tls_config,
         upstream,
         allow_plaintext: args.common.allow_plaintext,
     });
-    let serving = tokio::spawn(proxy.serve(listener, started.shutdown.clone()));
-    let signal = shutdown::signal().await?;
-    tracing::info!(signal, "stopping");
-    started.trigger.trigger();
-    let _ = serving.await;
-    Ok(())
+    let shutdown = started.shutdown.clone();
+    until_signal(started, proxy.serve(listener, shutdown)).await
 }
 
-fn upstream_tls(args: &PostgresArgs) -> anyhow::Result<Option<UpstreamTls>> {
-    UpstreamTls::from_flags(UpstreamTlsFlags {
-        upstream: &args.upstream,
-        ca: args.upstream_ca.as_deref(),
-        cert: args.upstream_cert.as_deref(),
-        key: args.upstream_key.as_deref(),
-        server_name: args.upstream_server_name.as_deref(),
-    })
-}
-
-async fn run_mysql(args: MysqlArgs) -> anyhow::Result<()> {
+async fn run_mysql(args: DatabaseArgs) -> anyhow::Result<()> {
     let started = start(&args.common).await?;
     let tls_config = tls::server_config(
         started.serving.clone(),
@@ -185,36 +206,21 @@ async fn run_mysql(args: MysqlArgs) -> anyhow::Result<()> {
     )?;
     let upstream = crate::mysql::UpstreamConfig {
         address: args.upstream.clone(),
-        tls: UpstreamTls::from_flags(UpstreamTlsFlags {
-            upstream: &args.upstream,
-            ca: args.upstream_ca.as_deref(),
-            cert: args.upstream_cert.as_deref(),
-            key: args.upstream_key.as_deref(),
-            server_name: args.upstream_server_name.as_deref(),
-        })?,
-        passwords: match &args.upstream_password_file {
-            Some(path) => Passwords::from_file(path).map_err(anyhow::Error::msg)?,
-            None => Passwords::default(),
-        },
+        tls: args.upstream_tls()?,
+        passwords: args.passwords()?,
     };
-    let listener = TcpListener::bind(args.common.listen)
-        .await
-        .with_context(|| format!("cannot listen on --listen {}", args.common.listen))?;
+    let listener = listen(&args.common).await?;
     tracing::info!(listen = %args.common.listen, upstream = %args.upstream,
         server_id = %args.common.server_id, "deadbolt-sidecar mysql started");
     let proxy = Arc::new(MysqlProxy::new(
-        started.gate,
-        started.authenticator,
+        started.gate.clone(),
+        started.authenticator.clone(),
         tls_config,
         upstream,
         args.common.allow_plaintext,
     ));
-    let serving = tokio::spawn(proxy.serve(listener, started.shutdown.clone()));
-    let signal = shutdown::signal().await?;
-    tracing::info!(signal, "stopping");
-    started.trigger.trigger();
-    let _ = serving.await;
-    Ok(())
+    let shutdown = started.shutdown.clone();
+    until_signal(started, proxy.serve(listener, shutdown)).await
 }
 
 async fn run_kube(args: KubeArgs) -> anyhow::Result<()> {
@@ -242,24 +248,18 @@ async fn run_kube(args: KubeArgs) -> anyhow::Result<()> {
         &crate::kube::ALPN,
     )?;
     let upstream = crate::kube::upstream::Upstream::from_kube_config(&config)?;
-    let listener = TcpListener::bind(args.common.listen)
-        .await
-        .with_context(|| format!("cannot listen on --listen {}", args.common.listen))?;
+    let listener = listen(&args.common).await?;
     tracing::info!(listen = %args.common.listen, upstream = %upstream.endpoint(),
         server_id = %args.common.server_id, "deadbolt-sidecar kube started");
     if args.common.allow_plaintext {
         tracing::warn!("--allow-plaintext has no effect on the kube proxy: it always serves TLS");
     }
     let proxy = Arc::new(crate::kube::KubeProxy {
-        gate: started.gate,
-        authenticator: started.authenticator,
+        gate: started.gate.clone(),
+        authenticator: started.authenticator.clone(),
         tls: tls_config,
         upstream,
     });
-    let serving = tokio::spawn(proxy.serve(listener, started.shutdown.clone()));
-    let signal = shutdown::signal().await?;
-    tracing::info!(signal, "stopping");
-    started.trigger.trigger();
-    let _ = serving.await;
-    Ok(())
+    let shutdown = started.shutdown.clone();
+    until_signal(started, proxy.serve(listener, shutdown)).await
 }
