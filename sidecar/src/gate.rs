@@ -68,16 +68,19 @@ impl Gate {
                     gate: self.clone(),
                 })
             }
-            Err(denial) => {
-                self.metrics.sessions_rejected.inc();
-                self.audit.emit(&facts.event(
-                    AuditEventKind::SessionRejected,
-                    Some(denial.message()),
-                    lock_name(&denial),
-                ));
-                Err(denial)
-            }
+            Err(denial) => Err(self.refused(facts, denial)),
         }
+    }
+
+    /// Counts and audits a refusal by the lock view.
+    fn refused(&self, facts: &SessionFacts, denial: Denial) -> Denial {
+        self.metrics.sessions_rejected.inc();
+        self.audit.emit(&facts.event(
+            AuditEventKind::SessionRejected,
+            Some(denial.message()),
+            lock_name(&denial),
+        ));
+        denial
     }
 
     /// Checks the lock view for `principal` without registering a session: for
@@ -91,15 +94,7 @@ impl Gate {
         facts.user = Some(principal.user.clone());
         match self.view.check(principal, facts.login.clone()) {
             Ok((identity, _mode)) => Ok(identity),
-            Err(denial) => {
-                self.metrics.sessions_rejected.inc();
-                self.audit.emit(&facts.event(
-                    AuditEventKind::SessionRejected,
-                    Some(denial.message()),
-                    lock_name(&denial),
-                ));
-                Err(denial)
-            }
+            Err(denial) => Err(self.refused(facts, denial)),
         }
     }
 }

@@ -4,8 +4,6 @@
 //! or the lock message as the last log line. The relay never lets a notice
 //! land inside an event.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use deadbolt_api::engine::Denial;
 use deadbolt_runtime::body::{BodyAborted, BodyChunk, ChannelBody};
@@ -18,12 +16,10 @@ use super::status;
 use super::upstream::{Guarded, returned_headers};
 use crate::framing::{Framing, LengthPrefixed, Lines};
 use crate::gate::{Ending, LiveSession};
+use crate::io::CUT_GRACE;
 
 /// Chunks that may wait between the upstream and a slow client.
 const CHUNKS_IN_FLIGHT: usize = 8;
-/// How long a cut waits for the event in flight to finish, or for a slow
-/// client to take a chunk already being sent.
-const CUT_GRACE: Duration = Duration::from_secs(2);
 
 /// What kind of stream is relayed, which decides its units and its notice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

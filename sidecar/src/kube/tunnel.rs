@@ -3,8 +3,6 @@
 //! side is framed by the protocol ([`Tunnel`]), so a cut finishes the frame in
 //! flight, writes its notice between two frames, and then closes both sides.
 
-use std::time::Duration;
-
 use deadbolt_api::engine::Denial;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -14,12 +12,10 @@ use super::status;
 use super::websocket::{self, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, FrameTracker};
 use crate::framing::{Framing, finish_unit};
 use crate::gate::{Ending, LiveSession};
+use crate::io::{CUT_GRACE, write_or_cut};
 
 /// Read buffer per direction.
 const BUFFER: usize = 32 * 1024;
-/// How long a cut waits for the frame in flight, for a slow client to take
-/// bytes already being written, and for the client to close after the notice.
-const CUT_GRACE: Duration = Duration::from_secs(2);
 
 /// What a relay needs to know about the protocol inside the tunnel.
 pub trait Tunnel: Send {
@@ -197,26 +193,6 @@ where
                 Err(error) => return Ending::Failed(format!("server: {error}")),
             },
         }
-    }
-}
-
-/// Writes `data`, unless the session is cut while the peer is not reading:
-/// then the write gets [`CUT_GRACE`] to finish before the session is dropped.
-async fn write_or_cut<W: AsyncWrite>(
-    destination: &mut WriteHalf<W>,
-    data: &[u8],
-    session: &mut LiveSession,
-) -> Result<(), Ending> {
-    let write = destination.write_all(data);
-    tokio::pin!(write);
-    tokio::select! {
-        biased;
-        written = &mut write => written.map_err(|e| Ending::Failed(e.to_string())),
-        denial = session.cut() => match tokio::time::timeout(CUT_GRACE, write).await {
-            // The write went through; the relay loop sees the cut next.
-            Ok(Ok(())) => Ok(()),
-            _ => Err(Ending::Cut(denial)),
-        },
     }
 }
 
