@@ -87,23 +87,9 @@ impl Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deadbolt_api::LockEntry;
-    use deadbolt_api::protocol::{ObjectKey, ViewObject};
-    use deadbolt_api::resources::LockTargetSpec;
-    use jiff::Timestamp;
+    use deadbolt_api::protocol::ObjectKey;
 
-    fn lock(name: &str) -> ViewObject {
-        ViewObject::Lock(LockEntry {
-            name: name.into(),
-            target: LockTargetSpec {
-                user: Some(name.into()),
-                ..Default::default()
-            },
-            message: None,
-            created: Timestamp::UNIX_EPOCH,
-            expires_at: None,
-        })
-    }
+    use crate::view::fixtures::user_lock as lock;
 
     #[test]
     fn every_change_made_before_a_read_is_seen() {

@@ -82,23 +82,8 @@ pub async fn track(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deadbolt_api::LockEntry;
-    use deadbolt_api::protocol::ViewObject;
-    use deadbolt_api::resources::LockTargetSpec;
-    use jiff::Timestamp;
 
-    fn lock(name: &str) -> ViewObject {
-        ViewObject::Lock(LockEntry {
-            name: name.into(),
-            target: LockTargetSpec {
-                user: Some(name.into()),
-                ..Default::default()
-            },
-            message: None,
-            created: Timestamp::UNIX_EPOCH,
-            expires_at: None,
-        })
-    }
+    use crate::view::fixtures::user_lock as lock;
 
     #[test]
     fn refresh_reports_changes_only() {

@@ -75,23 +75,9 @@ impl ViewFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deadbolt_api::LockEntry;
-    use deadbolt_api::protocol::{ObjectKey, ViewObject};
-    use deadbolt_api::resources::LockTargetSpec;
-    use jiff::Timestamp;
+    use deadbolt_api::protocol::ObjectKey;
 
-    fn lock(name: &str) -> ViewObject {
-        ViewObject::Lock(LockEntry {
-            name: name.into(),
-            target: LockTargetSpec {
-                user: Some(name.into()),
-                ..Default::default()
-            },
-            message: None,
-            created: Timestamp::UNIX_EPOCH,
-            expires_at: None,
-        })
-    }
+    use crate::view::fixtures::user_lock as lock;
 
     #[tokio::test]
     async fn snapshot_first_then_deltas_in_order() {
