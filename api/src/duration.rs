@@ -68,7 +68,9 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
         let mut place = *scale;
         for digit in frac_part.bytes() {
             place /= 10;
-            nanos += u128::from(digit - b'0') * place;
+            nanos = nanos
+                .checked_add(u128::from(digit - b'0') * place)
+                .ok_or_else(overflow)?;
         }
         total_nanos = total_nanos.checked_add(nanos).ok_or_else(overflow)?;
         rest = &after_number[unit.len()..];
@@ -141,10 +143,18 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
         }
-        assert!(matches!(
-            parse("99999999999999999999999h"),
-            Err(DurationError::Overflow(_))
-        ));
+        for huge in [
+            "99999999999999999999999h",
+            // Found by fuzzing: the whole part fits, the fraction tips it over.
+            "340282366920938463463374607431768211.999us",
+            "340282366920938463463374607431768.999999ms",
+            "94522879700260684295381835.9999999999999h",
+        ] {
+            assert!(
+                matches!(parse(huge), Err(DurationError::Overflow(_))),
+                "{huge}"
+            );
+        }
     }
 
     #[test]

@@ -152,6 +152,7 @@ impl UpstreamConfig {
             let (code, message) = wire::parse_error(&packet.payload)?;
             return Err(UpstreamError::Refused { code, message });
         }
+        wire::check_greeting(&packet.payload)?;
         let handshake: HandshakePacket<'_> = wire::decode(&packet.payload, ())?;
         if handshake.protocol_version() != PROTOCOL_VERSION {
             return Err(UpstreamError::Unsupported(format!(

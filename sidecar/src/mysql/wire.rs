@@ -235,6 +235,27 @@ where
     .map_err(|error| WireError::Malformed(error.to_string()))
 }
 
+/// Checks a server greeting for what `mysql_common`'s decoder takes for
+/// granted: its `auth_plugin_data_len` feeds an `i8` subtraction that
+/// overflows for 0x80..=0x87 (found by fuzzing). Real servers send 0 or 21;
+/// anything from 0x80 up is refused.
+pub fn check_greeting(payload: &[u8]) -> Result<(), WireError> {
+    let Some(version_end) = payload
+        .get(1..)
+        .and_then(|rest| rest.iter().position(|b| *b == 0))
+    else {
+        return Ok(());
+    };
+    // After the version: connection id (4), scramble (8), filler (1),
+    // capabilities (2), collation (1), status (2), capabilities (2), then the length.
+    match payload.get(version_end + 2 + 20) {
+        Some(length) if *length >= 0x80 => Err(WireError::Malformed(format!(
+            "greeting with an impossible auth-plugin-data length {length}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// An `ERR` payload's code, SQLSTATE and message, to pass on as they are. A
 /// server that refuses a connection before the handshake (too many
 /// connections, a blocked host) leaves the SQLSTATE out.
@@ -379,6 +400,19 @@ pub fn packet_fields(packet: &[u8]) -> (usize, u8, &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn greetings_with_an_impossible_plugin_data_length_are_refused() {
+        // Found by fuzzing: mysql_common's decoder overflows on 0x80..=0x87.
+        let mut greeting = vec![0x0a, b'8', 0, 1, 0, 0, 0];
+        greeting.extend_from_slice(b"abcdefgh");
+        greeting.extend_from_slice(&[0, 0x00, 0x80, 0x2d, 0x02, 0x00, 0x00, 0x00, 0x80]);
+        greeting.extend_from_slice(&[0; 10]);
+        assert!(check_greeting(&greeting).is_err());
+        // Protocol (1), version "8" and its NUL (2), then 20 bytes to the length.
+        greeting[23] = 21;
+        assert!(check_greeting(&greeting).is_ok());
+    }
     use mysql_common::packets::HandshakeResponse;
 
     #[test]

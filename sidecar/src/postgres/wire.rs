@@ -108,8 +108,24 @@ fn check_structure(message: &[u8]) -> Result<(), WireError> {
             Some(5) if body.len() != 8 => malformed("MD5 request without a 4-byte salt"),
             _ => Ok(()),
         },
-        b'E' | b'N' | b'p' if body.last() != Some(&0) => malformed("unterminated string"),
+        b'E' | b'N' if !fields_are_terminated(body) => malformed("unterminated field list"),
+        b'p' if body.last() != Some(&0) => malformed("unterminated string"),
         _ => Ok(()),
+    }
+}
+
+/// Whether an error or notice body is a run of (code, NUL-terminated string)
+/// fields closed by a zero code, as pgwire's decoder assumes.
+fn fields_are_terminated(mut body: &[u8]) -> bool {
+    loop {
+        match body.split_first() {
+            None => return false,
+            Some((0, rest)) => return rest.is_empty(),
+            Some((_, rest)) => match rest.iter().position(|b| *b == 0) {
+                Some(end) => body = &rest[end + 1..],
+                None => return false,
+            },
+        }
     }
 }
 
@@ -192,6 +208,11 @@ mod tests {
             );
         }
         assert!(decode::<ErrorResponse>(BytesMut::from(&[b'E', 0, 0, 0, 6, b'M'][..])).is_err());
+        // Found by fuzzing: a field's own NUL is not the list's closing zero.
+        assert!(decode::<ErrorResponse>(BytesMut::from(&[b'E', 0, 0, 0, 6, b'M', 0][..])).is_err());
+        let closed =
+            decode::<ErrorResponse>(BytesMut::from(&[b'E', 0, 0, 0, 8, b'M', b'x', 0, 0][..]));
+        assert_eq!(closed.unwrap().fields, vec![(b'M', "x".to_string())]);
         assert!(decode::<Password>(BytesMut::from(&[b'p', 0, 0, 0, 5, b'x'][..])).is_err());
         let password =
             decode::<Password>(BytesMut::from(&[b'p', 0, 0, 0, 6, b'x', 0][..])).unwrap();
