@@ -71,9 +71,9 @@ impl LengthPrefixed {
     }
 
     /// PostgreSQL's typed messages: a tag byte, then a 4-byte length that
-    /// counts itself. PostgreSQL's own limit is 1 GiB.
+    /// counts itself, at most 1 GiB less one byte, as PostgreSQL itself allows.
     pub fn postgres() -> Self {
-        Self::new(1, true, 1 << 30)
+        Self::new(1, true, (1 << 30) - 1)
     }
 
     fn new(tag_len: usize, length_counts_itself: bool, max_unit: usize) -> Self {
@@ -111,10 +111,8 @@ impl Framing for LengthPrefixed {
                 } else {
                     length
                 };
-                if body < 0
-                    || body as usize > self.max_unit
-                    || (self.length_counts_itself && length > i64::from(i32::MAX))
-                {
+                // The limit applies to the length as the wire states it.
+                if body < 0 || length as usize > self.max_unit {
                     return Err(FramingError(format!("invalid message length {length}")));
                 }
                 self.remaining = body as usize;
