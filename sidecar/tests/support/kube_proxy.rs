@@ -12,17 +12,13 @@ use std::time::Duration;
 
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
-use deadbolt_runtime::tls::{self, ClientAuth, ClientTls};
 use deadbolt_runtime::token::{TokenChecker, TokenError, TokenUser};
 use deadbolt_sidecar::audit::AuditSink;
 use deadbolt_sidecar::gate::Gate;
 use deadbolt_sidecar::identity::Authenticator;
 use deadbolt_sidecar::kube::{self, KubeProxy};
 use deadbolt_sidecar::metrics::Metrics;
-use deadbolt_sidecar::session::SessionRegistry;
-use deadbolt_sidecar::view::{
-    ViewClient, ViewClientConfig, ViewCredentials, ViewState, staleness_watchdog,
-};
+use deadbolt_sidecar::view::ViewState;
 use futures::future::BoxFuture;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -88,42 +84,11 @@ impl KubeProxyHarness {
         server_id: &str,
         tokens: &FakeTokens,
     ) -> Self {
-        let roots = tls::root_store(operator.ca_pem().as_bytes()).unwrap();
-        let view = Arc::new(ViewState::new(server_id, SessionRegistry::default()));
-        let subscription = operator.proxy_cert(server_id);
-        let client = ViewClient::new(
-            ViewClientConfig {
-                endpoint: format!("https://localhost:{}", operator.addr.port())
-                    .parse()
-                    .unwrap(),
-                server_id: server_id.into(),
-                tls: ClientTls {
-                    roots: roots.clone(),
-                    identity: Some(subscription.certified_key().unwrap()),
-                },
-                credentials: ViewCredentials::Certificate,
-            },
-            view.clone(),
-        )
-        .unwrap();
-        tokio::spawn(client.run());
-        tokio::spawn(staleness_watchdog(view.clone(), Duration::from_millis(20)));
+        let view = operator.subscribed_view(server_id);
 
         let files = tempfile::tempdir().unwrap();
         std::fs::write(files.path().join("ca.crt"), operator.ca_pem()).unwrap();
-        let serving = operator
-            .ca
-            .issue_serving_cert(
-                &["localhost".into(), "127.0.0.1".into()],
-                Duration::from_secs(3600),
-            )
-            .unwrap();
-        let tls_config = tls::server_config(
-            serving.certified_key().unwrap(),
-            ClientAuth::Optional(roots),
-            &kube::ALPN,
-        )
-        .unwrap();
+        let tls_config = operator.proxy_tls(&kube::ALPN);
         let audit = AuditLines::default();
         let metrics = Arc::new(Metrics::new());
         let config = upstream.kube_config(files.path()).await;

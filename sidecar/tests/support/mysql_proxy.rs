@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
-use deadbolt_runtime::tls::{self, ClientAuth, ClientTls};
 use deadbolt_runtime::token::{TokenChecker, TokenError, TokenUser};
 use deadbolt_sidecar::audit::AuditSink;
 use deadbolt_sidecar::credentials::{Passwords, UpstreamTls};
@@ -19,10 +18,7 @@ use deadbolt_sidecar::gate::Gate;
 use deadbolt_sidecar::identity::Authenticator;
 use deadbolt_sidecar::metrics::Metrics;
 use deadbolt_sidecar::mysql::{MysqlProxy, UpstreamConfig};
-use deadbolt_sidecar::session::SessionRegistry;
-use deadbolt_sidecar::view::{
-    ViewClient, ViewClientConfig, ViewCredentials, ViewState, staleness_watchdog,
-};
+use deadbolt_sidecar::view::ViewState;
 use futures::future::BoxFuture;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -84,40 +80,9 @@ impl Proxy {
         server_id: &str,
         upstream_tls: Option<UpstreamTls>,
     ) -> Self {
-        let roots = tls::root_store(operator.ca_pem().as_bytes()).unwrap();
-        let view = Arc::new(ViewState::new(server_id, SessionRegistry::default()));
-        let subscription = operator.proxy_cert(server_id);
-        let client = ViewClient::new(
-            ViewClientConfig {
-                endpoint: format!("https://localhost:{}", operator.addr.port())
-                    .parse()
-                    .unwrap(),
-                server_id: server_id.into(),
-                tls: ClientTls {
-                    roots: roots.clone(),
-                    identity: Some(subscription.certified_key().unwrap()),
-                },
-                credentials: ViewCredentials::Certificate,
-            },
-            view.clone(),
-        )
-        .unwrap();
-        tokio::spawn(client.run());
-        tokio::spawn(staleness_watchdog(view.clone(), Duration::from_millis(20)));
+        let view = operator.subscribed_view(server_id);
 
-        let serving = operator
-            .ca
-            .issue_serving_cert(
-                &["localhost".into(), "127.0.0.1".into()],
-                Duration::from_secs(3600),
-            )
-            .unwrap();
-        let tls_config = tls::server_config(
-            serving.certified_key().unwrap(),
-            ClientAuth::Optional(roots),
-            &[],
-        )
-        .unwrap();
+        let tls_config = operator.proxy_tls(&[]);
         let audit = AuditLines::default();
         let proxy = Arc::new(MysqlProxy::new(
             Gate {

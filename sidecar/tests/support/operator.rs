@@ -15,7 +15,11 @@ use deadbolt_operator::shutdown::{Shutdown, ShutdownTrigger};
 use deadbolt_operator::stream::{self, StreamContext};
 use deadbolt_operator::subscribers::Subscribers;
 use deadbolt_operator::view::ViewStore;
-use deadbolt_runtime::tls::{self, ClientAuth};
+use deadbolt_runtime::tls::{self, ClientAuth, ClientTls};
+use deadbolt_sidecar::session::SessionRegistry;
+use deadbolt_sidecar::view::{
+    ViewClient, ViewClientConfig, ViewCredentials, ViewState, staleness_watchdog,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -143,6 +147,55 @@ impl Operator {
             max_lock_staleness_ms: max_staleness.as_millis() as u64,
             ..Default::default()
         }));
+    }
+}
+
+impl Operator {
+    /// A proxy's lock view named `server_id`, subscribed to this operator with
+    /// a proxy certificate, with a watchdog fast enough for staleness tests.
+    pub fn subscribed_view(&self, server_id: &str) -> Arc<ViewState> {
+        let view = Arc::new(ViewState::new(server_id, SessionRegistry::default()));
+        let client = ViewClient::new(
+            ViewClientConfig {
+                endpoint: format!("https://localhost:{}", self.addr.port())
+                    .parse()
+                    .unwrap(),
+                server_id: server_id.into(),
+                tls: ClientTls {
+                    roots: self.roots(),
+                    identity: Some(self.proxy_cert(server_id).certified_key().unwrap()),
+                },
+                credentials: ViewCredentials::Certificate,
+            },
+            view.clone(),
+        )
+        .unwrap();
+        tokio::spawn(client.run());
+        tokio::spawn(staleness_watchdog(view.clone(), Duration::from_millis(20)));
+        view
+    }
+
+    /// What a proxy serves clients with: a certificate for localhost from
+    /// this operator's CA, client certificates from the same CA, and `alpn`.
+    pub fn proxy_tls(&self, alpn: &[&[u8]]) -> Arc<rustls::ServerConfig> {
+        let serving = self
+            .ca
+            .issue_serving_cert(
+                &["localhost".into(), "127.0.0.1".into()],
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+        tls::server_config(
+            serving.certified_key().unwrap(),
+            ClientAuth::Optional(self.roots()),
+            alpn,
+        )
+        .unwrap()
+    }
+
+    /// The Deadbolt CA as a root store.
+    pub fn roots(&self) -> Arc<rustls::RootCertStore> {
+        tls::root_store(self.ca_pem().as_bytes()).unwrap()
     }
 }
 

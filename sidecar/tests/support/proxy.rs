@@ -10,16 +10,12 @@ use std::time::Duration;
 
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
-use deadbolt_runtime::tls::{self, ClientAuth, ClientTls};
 use deadbolt_sidecar::audit::AuditSink;
 use deadbolt_sidecar::gate::Gate;
 use deadbolt_sidecar::identity::Authenticator;
 use deadbolt_sidecar::metrics::Metrics;
 use deadbolt_sidecar::postgres::{self, Passwords, PostgresProxy, UpstreamConfig};
-use deadbolt_sidecar::session::SessionRegistry;
-use deadbolt_sidecar::view::{
-    ViewClient, ViewClientConfig, ViewCredentials, ViewState, staleness_watchdog,
-};
+use deadbolt_sidecar::view::ViewState;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
@@ -68,40 +64,9 @@ impl Proxy {
     /// A proxy named `server_id` in front of `postgres`, subscribed to `operator`;
     /// returns once its first snapshot has arrived.
     pub async fn start(operator: &Operator, postgres: &Postgres, server_id: &str) -> Self {
-        let roots = tls::root_store(operator.ca_pem().as_bytes()).unwrap();
-        let view = Arc::new(ViewState::new(server_id, SessionRegistry::default()));
-        let subscription = operator.proxy_cert(server_id);
-        let client = ViewClient::new(
-            ViewClientConfig {
-                endpoint: format!("https://localhost:{}", operator.addr.port())
-                    .parse()
-                    .unwrap(),
-                server_id: server_id.into(),
-                tls: ClientTls {
-                    roots: roots.clone(),
-                    identity: Some(subscription.certified_key().unwrap()),
-                },
-                credentials: ViewCredentials::Certificate,
-            },
-            view.clone(),
-        )
-        .unwrap();
-        tokio::spawn(client.run());
-        tokio::spawn(staleness_watchdog(view.clone(), Duration::from_millis(20)));
+        let view = operator.subscribed_view(server_id);
 
-        let serving = operator
-            .ca
-            .issue_serving_cert(
-                &["localhost".into(), "127.0.0.1".into()],
-                Duration::from_secs(3600),
-            )
-            .unwrap();
-        let tls_config = tls::server_config(
-            serving.certified_key().unwrap(),
-            ClientAuth::Optional(roots),
-            &[postgres::ALPN_POSTGRESQL],
-        )
-        .unwrap();
+        let tls_config = operator.proxy_tls(&[postgres::ALPN_POSTGRESQL]);
         let audit = AuditLines::default();
         let proxy = Arc::new(PostgresProxy {
             gate: Gate {
