@@ -23,8 +23,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,7 +39,8 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use support::kube_upstream::FakeApiServer;
 use support::operator::{Operator, target};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::proxy_process::ProxyProcess;
+
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
@@ -56,133 +55,6 @@ const WATCHES_PER_CONNECTION: usize = 100;
 const CUT_DEADLINE: Duration = Duration::from_secs(120);
 const GET: &str = "/api/v1/namespaces/shop/configmaps/settings";
 const LIST: &str = "/api/v1/namespaces/shop/configmaps";
-
-struct ProxyProcess {
-    child: Child,
-    listen: SocketAddr,
-    metrics: SocketAddr,
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn write_private(path: &Path, contents: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, contents).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-fn spawn_proxy(operator: &Operator, upstream: &FakeApiServer, dir: &Path) -> ProxyProcess {
-    let serving = operator
-        .ca
-        .issue_serving_cert(
-            &["localhost".into(), "127.0.0.1".into()],
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-    let subscription = operator.proxy_cert(SERVER_ID);
-    for (name, contents) in [
-        ("tls.crt", serving.cert_pem.as_str()),
-        ("tls.key", serving.key_pem.as_str()),
-        ("ca.crt", operator.ca.cert_pem()),
-        ("view.crt", subscription.cert_pem.as_str()),
-        ("view.key", subscription.key_pem.as_str()),
-    ] {
-        write_private(&dir.join(name), contents);
-    }
-    let kubeconfig = upstream.kubeconfig(dir);
-    let listen: SocketAddr = format!("127.0.0.1:{}", support::free_port())
-        .parse()
-        .unwrap();
-    let metrics: SocketAddr = format!("127.0.0.1:{}", support::free_port())
-        .parse()
-        .unwrap();
-    let path = |name: &str| dir.join(name).display().to_string();
-    let args = [
-        "kube".to_string(),
-        "--listen".into(),
-        listen.to_string(),
-        "--server-id".into(),
-        SERVER_ID.into(),
-        "--tls-cert".into(),
-        path("tls.crt"),
-        "--tls-key".into(),
-        path("tls.key"),
-        "--ca".into(),
-        path("ca.crt"),
-        "--view-url".into(),
-        format!("https://localhost:{}", operator.addr.port()),
-        "--view-cert".into(),
-        path("view.crt"),
-        "--view-key".into(),
-        path("view.key"),
-        "--upstream-kubeconfig".into(),
-        kubeconfig.display().to_string(),
-        "--metrics-listen".into(),
-        metrics.to_string(),
-        "--log-level".into(),
-        "warn".into(),
-        "--audit-log".into(),
-        path("audit.log"),
-    ];
-    let binary = env!("CARGO_BIN_EXE_deadbolt-sidecar");
-    let log = std::fs::File::create(dir.join("proxy.log")).unwrap();
-    let child = Command::new(binary)
-        .args(&args)
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-    ProxyProcess {
-        child,
-        listen,
-        metrics,
-    }
-}
-
-async fn wait_ready(proxy: &mut ProxyProcess, log: &Path) {
-    let deadline = Instant::now() + support::PATIENCE;
-    loop {
-        let ready = async {
-            let mut tcp = TcpStream::connect(proxy.metrics).await?;
-            tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .await?;
-            let mut response = String::new();
-            tcp.read_to_string(&mut response).await?;
-            Ok::<_, std::io::Error>(response.starts_with("HTTP/1.1 200"))
-        };
-        if ready.await.unwrap_or(false) {
-            return;
-        }
-        if let Ok(Some(status)) = proxy.child.try_wait() {
-            panic!(
-                "the proxy exited ({status}):\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the proxy did not become ready:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("no VmRSS in /proc/<pid>/status")
-}
 
 /// Where a client sends requests, and what it adds to each.
 #[derive(Clone)]
@@ -322,9 +194,12 @@ async fn main() {
         .prefix("deadbolt-kube-bench")
         .tempdir()
         .unwrap();
-    let mut proxy = spawn_proxy(&operator, &upstream, dir.path());
-    let pid = proxy.child.id();
-    wait_ready(&mut proxy, &dir.path().join("proxy.log")).await;
+    let upstream_args = [
+        "--upstream-kubeconfig".to_string(),
+        upstream.kubeconfig(dir.path()).display().to_string(),
+    ];
+    let mut proxy = ProxyProcess::spawn(&operator, SERVER_ID, dir.path(), "kube", &upstream_args);
+    proxy.wait_ready().await;
 
     let cluster_tls = ClientTls {
         roots: upstream.ca.root_store().unwrap(),
@@ -393,7 +268,7 @@ async fn main() {
 
     // Watches.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_before = rss_kib(pid);
+    let rss_before = proxy.rss_kib();
     let opening = Instant::now();
     let connections = watches.div_ceil(WATCHES_PER_CONNECTION);
     let opened: Vec<Vec<_>> = futures::stream::iter((0..connections).map(|index| {
@@ -419,7 +294,7 @@ async fn main() {
     let waiting: Vec<_> = opened.into_iter().flatten().collect();
     let open_time = opening.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_after = rss_kib(pid);
+    let rss_after = proxy.rss_kib();
 
     let upsert = Instant::now();
     operator.lock("bench", target(TargetKind::Role, "bench"), LOCK_MESSAGE);

@@ -19,7 +19,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,7 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use support::operator::{Operator, target};
 use support::postgres::Postgres;
+use support::proxy_process::{ProxyProcess, write_private};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -47,150 +48,6 @@ const SERVER_ID: &str = "bench-proxy";
 const LOCK_MESSAGE: &str = "Benchmark lock.";
 /// How long everything may take to arrive after the lock.
 const CUT_DEADLINE: Duration = Duration::from_secs(60);
-
-/// The proxy process; killed when dropped.
-struct ProxyProcess {
-    child: Child,
-    /// Clients connect here.
-    listen: SocketAddr,
-    /// `/readyz` and `/metrics`.
-    metrics: SocketAddr,
-    /// The full command line, for the report.
-    command_line: String,
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn write_private(path: &Path, contents: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, contents).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-/// Writes the proxy's files into `dir` and starts the release binary.
-fn spawn_proxy(operator: &Operator, postgres: &Postgres, dir: &Path) -> ProxyProcess {
-    let serving = operator
-        .ca
-        .issue_serving_cert(
-            &["localhost".into(), "127.0.0.1".into()],
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-    let subscription = operator.proxy_cert(SERVER_ID);
-    let files = [
-        ("tls.crt", serving.cert_pem.as_str()),
-        ("tls.key", serving.key_pem.as_str()),
-        ("ca.crt", operator.ca.cert_pem()),
-        ("view.crt", subscription.cert_pem.as_str()),
-        ("view.key", subscription.key_pem.as_str()),
-    ];
-    for (name, contents) in files {
-        write_private(&dir.join(name), contents);
-    }
-    write_private(&dir.join("upstream-passwords"), &Postgres::password_lines());
-
-    let listen: SocketAddr = format!("127.0.0.1:{}", support::free_port())
-        .parse()
-        .unwrap();
-    let metrics: SocketAddr = format!("127.0.0.1:{}", support::free_port())
-        .parse()
-        .unwrap();
-    let path = |name: &str| dir.join(name).display().to_string();
-    let args = vec![
-        "postgres".to_string(),
-        "--listen".into(),
-        listen.to_string(),
-        "--server-id".into(),
-        SERVER_ID.into(),
-        "--tls-cert".into(),
-        path("tls.crt"),
-        "--tls-key".into(),
-        path("tls.key"),
-        "--ca".into(),
-        path("ca.crt"),
-        "--view-url".into(),
-        format!("https://localhost:{}", operator.addr.port()),
-        "--view-cert".into(),
-        path("view.crt"),
-        "--view-key".into(),
-        path("view.key"),
-        "--upstream".into(),
-        postgres.address(),
-        "--upstream-password-file".into(),
-        path("upstream-passwords"),
-        "--metrics-listen".into(),
-        metrics.to_string(),
-        "--log-level".into(),
-        "warn".into(),
-        "--audit-log".into(),
-        path("audit.log"),
-    ];
-    let binary = env!("CARGO_BIN_EXE_deadbolt-sidecar");
-    let log = std::fs::File::create(dir.join("proxy.log")).unwrap();
-    let child = Command::new(binary)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-    ProxyProcess {
-        child,
-        listen,
-        metrics,
-        command_line: format!("{binary} {}", args.join(" ")),
-    }
-}
-
-/// One plain HTTP/1.1 GET; the status line and body.
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let mut tcp = TcpStream::connect(addr).await?;
-    tcp.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).await?;
-    Ok(response)
-}
-
-async fn wait_ready(proxy: &mut ProxyProcess, log: &Path) {
-    let deadline = Instant::now() + support::PATIENCE;
-    loop {
-        if let Ok(response) = http_get(proxy.metrics, "/readyz").await
-            && response.starts_with("HTTP/1.1 200")
-        {
-            return;
-        }
-        if let Ok(Some(status)) = proxy.child.try_wait() {
-            panic!(
-                "the proxy exited ({status}):\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the proxy did not become ready:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The proxy's resident set, KiB, from `/proc/<pid>/status`.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("no VmRSS in /proc/<pid>/status")
-}
 
 /// A TLS client config presenting a fresh user certificate for `identity`.
 fn client_config(operator: &Operator, identity: &CertIdentity) -> Arc<ClientConfig> {
@@ -508,9 +365,17 @@ async fn main() {
         .prefix("deadbolt-bench")
         .tempdir()
         .unwrap();
-    let mut proxy = spawn_proxy(&operator, &postgres, dir.path());
+    let passwords = dir.path().join("upstream-passwords");
+    write_private(&passwords, &Postgres::password_lines());
+    let upstream = [
+        "--upstream".to_string(),
+        postgres.address(),
+        "--upstream-password-file".into(),
+        passwords.display().to_string(),
+    ];
+    let mut proxy = ProxyProcess::spawn(&operator, SERVER_ID, dir.path(), "postgres", &upstream);
     let pid = proxy.child.id();
-    wait_ready(&mut proxy, &dir.path().join("proxy.log")).await;
+    proxy.wait_ready().await;
 
     // Warm-up: one full session, then closed, so the baseline RSS includes
     // the code paths and buffers every session touches.
@@ -525,7 +390,7 @@ async fn main() {
     stream.shutdown().await.unwrap();
     drop(stream);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_before = rss_kib(pid);
+    let rss_before = proxy.rss_kib();
 
     let configs: Vec<Arc<ClientConfig>> = (0..sessions)
         .map(|index| {
@@ -564,7 +429,7 @@ async fn main() {
     );
     let backends = postgres.sql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = rss_kib(pid);
+    let rss_after = proxy.rss_kib();
 
     let watchers: Vec<_> = streams
         .into_iter()

@@ -14,6 +14,7 @@ pub mod mysql_proxy;
 pub mod operator;
 pub mod postgres;
 pub mod proxy;
+pub mod proxy_process;
 
 use std::time::Duration;
 
