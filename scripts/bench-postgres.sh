@@ -35,6 +35,7 @@ wait_for() { local deadline=$((SECONDS + 30)); until "$@" >/dev/null 2>&1; do [ 
 # Certificates: one Deadbolt CA signs the server certificates of all three paths and the client's.
 mkdir -p "$work/ca" "$work/manifests"
 ca() { "$bin/deadbolt-ca" --ca-dir "$work/ca" "$@" >/dev/null; }
+ca init
 ca --out "$work/server" serving --name localhost --name 127.0.0.1
 ca --out "$work/proxy-view" proxy --server-id bench-postgres
 ca --out "$work/client" user --user bench

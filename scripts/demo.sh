@@ -58,7 +58,23 @@ PGPASSWORD=postgres-secret psql -h 127.0.0.1 -p "$pg_port" -U postgres -XAtq \
 say "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port (upstream login by SCRAM)"
 
 step "Starting the Deadbolt operator with its dir: source ($work/manifests)"
-mkdir -p "$work/manifests" "$work/ca"
+mkdir -p "$work/manifests"
+"$bin/deadbolt-ca" --ca-dir "$work/ca" init >/dev/null
+# Access is denied by default: this role lets the engineers group in as the
+# database user app, to the database app, on proxies labelled env=demo.
+cat >"$work/manifests/role-engineers.yaml" <<'YAML'
+apiVersion: deadbolt.dev/v1
+kind: AccessRole
+metadata:
+  name: engineers-app
+spec:
+  groups: [engineers]
+  allow:
+    dbUsers: [app]
+    dbNames: [app]
+    dbLabels:
+      env: [demo]
+YAML
 op_port=$(free_port)
 "$bin/deadbolt-operator" --source "dir:$work/manifests" --ca-dir "$work/ca" \
   --listen "127.0.0.1:$op_port" --metrics-listen "127.0.0.1:$(free_port)" \
@@ -78,7 +94,7 @@ step "Starting the Deadbolt Postgres sidecar in front of the database"
 proxy_port=$(free_port)
 metrics_port=$(free_port)
 printf 'app:app-secret\n' > "$work/upstream-passwords"
-"$bin/deadbolt-sidecar" postgres --listen "127.0.0.1:$proxy_port" --server-id demo-postgres \
+"$bin/deadbolt-sidecar" postgres --listen "127.0.0.1:$proxy_port" --server-id demo-postgres --label env=demo \
   --tls-cert "$work/proxy-serving.crt" --tls-key "$work/proxy-serving.key" --ca "$work/ca/ca.crt" \
   --view-url "https://localhost:$op_port" --view-cert "$work/proxy-view.crt" --view-key "$work/proxy-view.key" \
   --upstream "127.0.0.1:$pg_port" --upstream-password-file "$work/upstream-passwords" \

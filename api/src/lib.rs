@@ -1,10 +1,12 @@
 //! Deadbolt's shared contract: the `deadbolt.dev/v1` resource types, the lock
-//! engine that decides whether an interaction is locked, the lock-view wire
+//! engine that decides whether an interaction is locked, the access rules that
+//! decide what a caller's roles let it reach, the lock-view wire
 //! protocol between the operator and the proxies, and the audit event type.
 //!
 //! Everything here is pure: no I/O, no clocks. Callers pass the current time
 //! in, so the same code runs in the operator, the proxies, tests and benches.
 
+pub mod access;
 pub mod audit;
 pub mod credential;
 pub mod duration;

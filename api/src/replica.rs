@@ -9,9 +9,10 @@ use std::collections::HashMap;
 
 use jiff::Timestamp;
 
+use crate::access::{self, AccessDenied, DatabaseRequest};
 use crate::engine::{Decision, Identity, LockEntry, LockView, evaluate, locking_mode};
 use crate::protocol::{ClusterConfig, ObjectKey, Revision, ViewEvent, ViewObject};
-use crate::resources::{AccessRoleSpec, LockingMode, UserSpec};
+use crate::resources::{AccessRoleSpec, LockingMode, UserSpec, UserTraits};
 
 /// What applying an event changed, as far as live sessions are concerned.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,8 +33,10 @@ pub enum ReplicaError {
     /// A delta arrived before any snapshot.
     #[error("lock-view stream sent revision {0} before a snapshot")]
     NoSnapshot(Revision),
-    /// A delta's revision does not follow the last one applied.
-    #[error("lock-view stream went from revision {applied} back to {received}")]
+    /// A delta's revision is not the one after the last applied, or a
+    /// heartbeat names a revision other than the last applied: a change was
+    /// lost or repeated, and only a fresh snapshot can say which.
+    #[error("lock-view stream went from revision {applied} to {received}: resyncing")]
     OutOfOrder {
         /// The last revision applied.
         applied: Revision,
@@ -83,8 +86,10 @@ impl ViewReplica {
         self.users.get(name)
     }
 
-    /// Applies one event. Deltas must follow the last applied revision; a
-    /// heartbeat may repeat it. A snapshot always starts over.
+    /// Applies one event. A delta must carry exactly the revision after the
+    /// last one applied and a heartbeat exactly the last one applied (the
+    /// operator numbers every change, so a gap means a lost change). A
+    /// snapshot always starts over.
     pub fn apply(&mut self, event: ViewEvent) -> Result<Applied, ReplicaError> {
         let received = event.revision();
         if let ViewEvent::Snapshot(snapshot) = event {
@@ -105,8 +110,8 @@ impl ViewReplica {
         }
         let applied = self.revision.ok_or(ReplicaError::NoSnapshot(received))?;
         let in_order = match event {
-            ViewEvent::Heartbeat { .. } => received >= applied,
-            _ => received > applied,
+            ViewEvent::Heartbeat { .. } => received == applied,
+            _ => Some(received) == applied.checked_add(1),
         };
         if !in_order {
             return Err(ReplicaError::OutOfOrder { applied, received });
@@ -166,6 +171,48 @@ impl ViewReplica {
         roles.sort();
         roles.dedup();
         roles
+    }
+
+    /// The specs of the named roles that exist; a role without an AccessRole grants nothing.
+    pub fn role_specs<'a>(&'a self, roles: &'a [String]) -> Vec<(&'a str, &'a AccessRoleSpec)> {
+        roles
+            .iter()
+            .filter_map(|name| self.roles.get(name).map(|spec| (name.as_str(), spec)))
+            .collect()
+    }
+
+    /// A user's traits, empty when it has no User resource.
+    pub fn traits(&self, user: &str) -> UserTraits {
+        self.users
+            .get(user)
+            .map(|spec| spec.traits.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether `user`, holding `roles`, may open this database connection.
+    pub fn authorize_database(
+        &self,
+        user: &str,
+        roles: &[String],
+        request: &DatabaseRequest<'_>,
+    ) -> Result<(), AccessDenied> {
+        access::check_database(&self.role_specs(roles), &self.traits(user), request)
+    }
+
+    /// The Kubernetes groups the kube proxy impersonates for `user`, whose
+    /// credential carries `groups` and who holds `roles`.
+    pub fn kubernetes_groups(
+        &self,
+        user: &str,
+        groups: &[String],
+        roles: &[String],
+    ) -> Vec<String> {
+        let specs: Vec<&AccessRoleSpec> = self
+            .role_specs(roles)
+            .into_iter()
+            .map(|(_, spec)| spec)
+            .collect();
+        access::kubernetes_groups(groups, &specs, &self.traits(user))
     }
 
     /// The interaction's locking mode: the cluster's, unless any of its roles is strict.
@@ -266,13 +313,29 @@ mod tests {
             })
         );
         assert!(matches!(replica.apply(upsert(6)), Ok(Applied::Lock(_))));
-        let heartbeat = ViewEvent::Heartbeat {
-            revision: 6,
+        let heartbeat = |revision| ViewEvent::Heartbeat {
+            revision,
             sent_at: ts(1),
         };
-        assert_eq!(replica.apply(heartbeat), Ok(Applied::Quiet));
+        assert_eq!(replica.apply(heartbeat(6)), Ok(Applied::Quiet));
         assert_eq!(replica.revision(), Some(6));
         assert_eq!(replica.locks().len(), 2);
+        // A gap means a lost change: only a new snapshot can repair it.
+        assert_eq!(
+            replica.apply(upsert(8)),
+            Err(ReplicaError::OutOfOrder {
+                applied: 6,
+                received: 8
+            })
+        );
+        assert_eq!(
+            replica.apply(heartbeat(7)),
+            Err(ReplicaError::OutOfOrder {
+                applied: 6,
+                received: 7
+            })
+        );
+        assert_eq!(replica.revision(), Some(6));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `kubectl deadbolt unlock`: deletes the locks whose target is exactly the one given.
 //!
 //! Exact means the same set of fields with the same values. A lock on
-//! `User:"alice", Role:"dev"` is left alone by `unlock --user=alice`: deleting it
+//! `User:"alice" Role:"dev"` is left alone by `unlock --user=alice`: deleting it
 //! would also lift the role lock, which the caller did not ask for.
 
 use std::io::Write;

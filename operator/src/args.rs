@@ -67,6 +67,22 @@ pub struct Args {
     #[arg(long, env = "DEADBOLT_TOKEN_AUDIENCE", default_value = "deadbolt")]
     pub token_audience: String,
 
+    /// A ServiceAccount allowed to subscribe to the lock view with a token,
+    /// `NAMESPACE/NAME`, as the server id its token's pod is named, or
+    /// `NAMESPACE/NAME=GLOB` for server ids matching GLOB. Repeatable; without
+    /// any, only proxy certificates may subscribe.
+    #[arg(
+        long = "subscriber",
+        env = "DEADBOLT_SUBSCRIBERS",
+        value_delimiter = ','
+    )]
+    pub subscribers: Vec<crate::auth::SubscriberRule>,
+
+    /// Lock-view streams one subscriber identity may have open at once.
+    #[arg(long, env = "DEADBOLT_MAX_STREAMS_PER_SUBSCRIBER",
+          default_value_t = crate::stream::DEFAULT_MAX_STREAMS_PER_SUBSCRIBER)]
+    pub max_streams_per_subscriber: usize,
+
     /// Address of /metrics, /healthz and /readyz (plain HTTP).
     #[arg(long, env = "DEADBOLT_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
@@ -170,6 +186,25 @@ mod tests {
         assert_eq!(args.audit_log, None);
         assert_eq!(args.expired_lock_retention, None);
         assert!(args.leader_election);
+        assert!(args.subscribers.is_empty());
+        assert_eq!(args.max_streams_per_subscriber, 4);
+    }
+
+    #[test]
+    fn subscribers_are_parsed_and_checked() {
+        let args = Args::try_parse_from([
+            "deadbolt-operator",
+            "--subscriber",
+            "shop/pg-proxy",
+            "--subscriber",
+            "infra/kube-proxy=kube-*",
+        ])
+        .unwrap();
+        assert_eq!(args.subscribers.len(), 2);
+        assert_eq!(args.subscribers[1].to_string(), "infra/kube-proxy=kube-*");
+        assert!(
+            Args::try_parse_from(["deadbolt-operator", "--subscriber", "no-namespace"]).is_err()
+        );
     }
 
     #[test]

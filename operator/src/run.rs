@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, AdminState, Metrics, Readiness};
 use crate::admission;
 use crate::args::Args;
-use crate::auth::{Authenticator, CacheTtls, CachingTokenChecker, TokenReviewer};
+use crate::auth::{Authenticator, CachePolicy, CachingTokenChecker, TokenReviewer};
 use crate::ca::{self, Created, DeadboltCa, DirCaStore, SecretCaStore};
 use crate::controller::{self, AuditSink, Settings};
 use crate::leader::{self, ElectionConfig, Leadership};
@@ -127,6 +127,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             readiness: readiness.clone(),
             metrics: metrics.clone(),
             heartbeat_interval: args.heartbeat_interval,
+            max_streams_per_subscriber: args.max_streams_per_subscriber,
         },
         shutdown.clone(),
     ));
@@ -176,7 +177,7 @@ async fn start_kube(
     let (ca, created) = ca::load_or_create(&SecretCaStore::new(client.clone(), &namespace)).await?;
     log_ca(&format!("Secret {namespace}/{}", ca::SECRET_NAME), created);
     let reviewer = TokenReviewer::new(client.clone(), &args.token_audience);
-    let tokens = CachingTokenChecker::new(reviewer, CacheTtls::default());
+    let tokens = CachingTokenChecker::new(reviewer, CachePolicy::default());
     let service = &args.service_name;
     let cluster_names = vec![
         service.clone(),
@@ -206,7 +207,8 @@ async fn start_kube(
     Ok(Started {
         ca,
         namespace: Some(namespace),
-        authenticator: Authenticator::new(Some(Arc::new(tokens))),
+        authenticator: Authenticator::new(Some(Arc::new(tokens)))
+            .with_subscribers(args.subscribers.clone()),
         cluster_names,
         task,
     })
@@ -254,7 +256,7 @@ fn start_controllers(
     let ctx = controller::Context::new(client)
         .with_instance(identity)
         .with_leadership(leadership)
-        .with_audit(audit)
+        .with_audit(audit.clone())
         .with_metrics(metrics.clone())
         .with_settings(Settings {
             expired_lock_retention: args.expired_lock_retention,
@@ -267,6 +269,7 @@ fn start_controllers(
     ));
     Ok(tokio::spawn(async move {
         let _ = controllers.await;
+        let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
         // On shutdown the election steps down (stops writes) and hands the
         // Lease back; a follower takes it when the renewal it last saw lapses.
         if let Some(election) = election {
@@ -284,10 +287,11 @@ async fn start_dir(
     shutdown: &Shutdown,
 ) -> anyhow::Result<Started> {
     let ca_dir = args.ca_dir.as_ref().context(
-        "--source dir:PATH needs --ca-dir DIR, where the Deadbolt CA (ca.crt, ca.key) is kept or created",
+        "--source dir:PATH needs --ca-dir DIR, where the Deadbolt CA (ca.crt, ca.key) is kept \
+         (create it once with `deadbolt-ca --ca-dir DIR init`)",
     )?;
-    let (ca, created) = ca::load_or_create(&DirCaStore::new(ca_dir)).await?;
-    log_ca(&ca_dir.display().to_string(), created);
+    let ca = ca::load_existing(&DirCaStore::new(ca_dir)).await?;
+    log_ca(&ca_dir.display().to_string(), Created::AlreadyExists);
     let mut source = DirSource::new(
         path,
         store.clone(),

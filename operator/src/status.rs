@@ -53,6 +53,11 @@ impl Failure {
         Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
     }
 
+    /// 429: too many of something at once.
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message)
+    }
+
     /// 404: no such endpoint.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NotFound", message)

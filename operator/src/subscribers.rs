@@ -24,6 +24,8 @@ struct Registry {
 #[derive(Debug)]
 struct Entry {
     server_id: String,
+    /// Who subscribed (a proxy certificate or a ServiceAccount), for the per-identity cap.
+    identity: String,
     acked: Option<Revision>,
 }
 
@@ -70,21 +72,46 @@ impl Subscribers {
     /// from the same proxy count twice until one of them ends.
     pub fn connect(&self, server_id: impl Into<String>) -> Subscriber {
         let server_id = server_id.into();
+        let identity = server_id.clone();
+        self.connect_as(server_id, identity, usize::MAX)
+            .expect("no cap")
+    }
+
+    /// Registers a new connection from the proxy `server_id` authenticated as
+    /// `identity`, unless that identity already has `max_streams` open; the
+    /// error says how many it has.
+    pub fn connect_as(
+        &self,
+        server_id: impl Into<String>,
+        identity: impl Into<String>,
+        max_streams: usize,
+    ) -> Result<Subscriber, usize> {
+        let server_id = server_id.into();
+        let identity = identity.into();
         let mut registry = self.lock();
+        let open = registry
+            .connected
+            .values()
+            .filter(|entry| entry.identity == identity)
+            .count();
+        if open >= max_streams {
+            return Err(open);
+        }
         registry.next_id += 1;
         let id = registry.next_id;
         registry.connected.insert(
             id,
             Entry {
                 server_id: server_id.clone(),
+                identity,
                 acked: None,
             },
         );
-        Subscriber {
+        Ok(Subscriber {
             id,
             server_id,
             registry: self.clone(),
-        }
+        })
     }
 
     /// How many subscribers are connected.
@@ -199,6 +226,17 @@ mod tests {
         b.ack(7);
         assert_eq!(subscribers.enforced_by(5).to_string(), "2/3");
         assert_eq!(subscribers.enforced_by(6).to_string(), "1/3");
+    }
+
+    #[test]
+    fn streams_per_identity_are_capped() {
+        let subscribers = Subscribers::new();
+        let first = subscribers.connect_as("p", "token:sa", 2).unwrap();
+        let _second = subscribers.connect_as("p", "token:sa", 2).unwrap();
+        assert_eq!(subscribers.connect_as("p", "token:sa", 2).err(), Some(2));
+        assert!(subscribers.connect_as("q", "token:other", 2).is_ok());
+        drop(first);
+        assert!(subscribers.connect_as("p", "token:sa", 2).is_ok());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use deadbolt_operator::stream::LOCKVIEW_PATH;
 use deadbolt_operator::view::ViewStore;
 use http::{Method, StatusCode};
 use jiff::Timestamp;
-use support::{Credentials, GOOD_TOKEN, Reply, Server, eventually};
+use support::{Credentials, GOOD_TOKEN, Reply, Server, UNLISTED_TOKEN, eventually};
 
 /// Long enough that heartbeats stay out of the way unless a test wants them.
 const SLOW_HEARTBEAT: Duration = Duration::from_secs(1);
@@ -312,6 +312,94 @@ async fn a_bearer_token_subscriber_is_accepted() {
     };
     expect_snapshot(proxy.next_event().await.unwrap());
     assert_eq!(server.subscribers.list()[0].server_id, "db-proxy-0");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unlisted_subscriber_is_refused() {
+    let server = Server::start(ViewStore::default(), SLOW_HEARTBEAT).await;
+    let reply = server
+        .request(
+            Credentials::Token(UNLISTED_TOKEN.into()),
+            Some("web-0"),
+            Method::POST,
+            LOCKVIEW_PATH,
+        )
+        .await;
+    let (status, json) = refused(reply);
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_status_body(&json, 403, "Forbidden");
+    let message = json["message"].as_str().unwrap();
+    assert!(message.contains("--subscriber"), "{message}");
+    assert_eq!(server.subscribers.connected(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_listed_subscriber_cannot_claim_another_server_id() {
+    let server = Server::start(ViewStore::default(), SLOW_HEARTBEAT).await;
+    let reply = server
+        .request(
+            Credentials::Token(GOOD_TOKEN.into()),
+            Some("db-proxy-1"),
+            Method::POST,
+            LOCKVIEW_PATH,
+        )
+        .await;
+    let (status, json) = refused(reply);
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let message = json["message"].as_str().unwrap();
+    assert!(message.contains("bound to pod \"db-proxy-0\""), "{message}");
+    // A proxy certificate cannot claim another proxy's id either.
+    let (status, _) = refused(
+        server
+            .request(
+                Credentials::Cert(server.proxy_cert("db-proxy-0")),
+                Some("db-proxy-1"),
+                Method::POST,
+                LOCKVIEW_PATH,
+            )
+            .await,
+    );
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(server.subscribers.connected(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn streams_per_subscriber_are_capped() {
+    let server = Server::start(ViewStore::default(), SLOW_HEARTBEAT).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let Ok(Reply::Stream(stream)) = server
+            .request(
+                Credentials::Token(GOOD_TOKEN.into()),
+                Some("db-proxy-0"),
+                Method::POST,
+                LOCKVIEW_PATH,
+            )
+            .await
+        else {
+            panic!("the first streams are accepted");
+        };
+        open.push(stream);
+    }
+    let (status, json) = refused(
+        server
+            .request(
+                Credentials::Token(GOOD_TOKEN.into()),
+                Some("db-proxy-0"),
+                Method::POST,
+                LOCKVIEW_PATH,
+            )
+            .await,
+    );
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        json["message"].as_str().unwrap().contains("already has 2"),
+        "{json}"
+    );
+    drop(open);
     server.stop().await;
 }
 

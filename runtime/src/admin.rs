@@ -7,12 +7,22 @@ use std::time::Duration;
 use http::{Method, Response, StatusCode, header};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::body::ChannelBody;
+use crate::connection::{Activity, ConnectionLimits, close_when_idle};
+use crate::listener::accept_until;
 use crate::shutdown::Shutdown;
+
+/// Scrapers and probes: a handful at a time, each quick.
+const MAX_CONNECTIONS: usize = 64;
+const LIMITS: ConnectionLimits = ConnectionLimits {
+    first_request: Duration::from_secs(5),
+    idle: Duration::from_secs(30),
+    max_concurrent_streams: 1,
+};
 
 /// What a process reports on its operations listener.
 pub trait AdminEndpoints: Send + Sync + 'static {
@@ -25,31 +35,31 @@ pub trait AdminEndpoints: Send + Sync + 'static {
 /// Serves `/metrics`, `/healthz` and `/readyz` until shutdown.
 pub async fn serve(listener: TcpListener, endpoints: Arc<dyn AdminEndpoints>, shutdown: Shutdown) {
     let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, remote) = tokio::select! {
-            _ = shutdown.wait() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "admin listener: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+    accept_until(
+        &listener,
+        &shutdown,
+        "admin",
+        MAX_CONNECTIONS,
+        |stream, remote| {
+            let endpoints = endpoints.clone();
+            let service = service_fn(move |request| {
+                let response = route(endpoints.as_ref(), request.method(), request.uri().path());
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            let activity = Activity::new();
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(LIMITS.first_request)
+                .serve_connection(TokioIo::new(stream), activity.track(service));
+            let connection = graceful.watch(connection);
+            async move {
+                if let Err(error) = close_when_idle(connection, activity, LIMITS).await {
+                    tracing::debug!(%remote, %error, "admin connection ended with an error");
                 }
-            },
-        };
-        let endpoints = endpoints.clone();
-        let service = service_fn(move |request| {
-            let response = route(endpoints.as_ref(), request.method(), request.uri().path());
-            async move { Ok::<_, std::convert::Infallible>(response) }
-        });
-        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%remote, %error, "admin connection ended with an error");
             }
-        });
-    }
+        },
+    )
+    .await;
     // Scrapes are short; do not hold shutdown up for a stuck one.
     let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
 }

@@ -3,7 +3,9 @@
 //! shut down the same way.
 
 pub mod admin;
+pub mod audit;
 pub mod body;
+pub mod connection;
 pub mod listener;
 pub mod logging;
 pub mod shutdown;

@@ -1,13 +1,16 @@
 //! The accept loop and TLS handshake every Deadbolt listener shares: accept
 //! until shutdown (riding out transient accept errors such as running out of
-//! file descriptors), one task per connection, and a handshake with a deadline
+//! file descriptors), one task per connection up to a cap (beyond it, new
+//! connections wait in the kernel's backlog), and a handshake with a deadline
 //! so a client that connects and says nothing cannot hold a task forever.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -16,18 +19,37 @@ use crate::shutdown::Shutdown;
 /// How long a client has to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts connections until `shutdown`, spawning `handle` for each. `what`
-/// names the listener in logs.
+/// Connections a client-facing listener serves at once (proxies, webhooks).
+pub const MAX_CONNECTIONS: usize = 16_384;
+
+/// Accepts connections until `shutdown`, spawning `handle` for each, at most
+/// `max_connections` at a time. `what` names the listener in logs.
 pub async fn accept_until<F, Fut>(
     listener: &TcpListener,
     shutdown: &Shutdown,
     what: &'static str,
+    max_connections: usize,
     mut handle: F,
 ) where
     F: FnMut(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
     loop {
+        let permit = tokio::select! {
+            _ = shutdown.wait() => return,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        if permits.available_permits() == 0 {
+            tracing::warn!(
+                listener = what,
+                max_connections,
+                "at the connection cap; new connections wait"
+            );
+        }
         let (tcp, remote) = tokio::select! {
             _ = shutdown.wait() => return,
             accepted = listener.accept() => match accepted {
@@ -40,7 +62,11 @@ pub async fn accept_until<F, Fut>(
             },
         };
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(handle(tcp, remote));
+        let connection = handle(tcp, remote);
+        tokio::spawn(async move {
+            connection.await;
+            drop(permit);
+        });
     }
 }
 

@@ -124,6 +124,11 @@ pub struct DatabaseArgs {
     /// (PostgreSQL: password, md5, SCRAM; MySQL: native, caching_sha2, ed25519).
     #[arg(long, env = "DEADBOLT_UPSTREAM_PASSWORD_FILE")]
     pub upstream_password_file: Option<PathBuf>,
+    /// With `--token-review`: the audience a token used as a password must be
+    /// minted for (`kubectl create token SA --audience deadbolt`), so a pod's
+    /// ordinary API token is not a database password.
+    #[arg(long, env = "DEADBOLT_TOKEN_AUDIENCE", default_value = deadbolt_runtime::token::DEFAULT_AUDIENCE)]
+    pub token_audience: String,
 }
 
 /// The kube-API proxy's flags. Its upstream credentials need permission to

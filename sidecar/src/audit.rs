@@ -1,50 +1,12 @@
-//! The audit log: one JSON line per event, to stdout or a file, as the
-//! operator writes its own.
+//! The facts a proxy's audit events about one session repeat. The sink itself
+//! is the one every process shares ([`deadbolt_runtime::audit`]).
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use deadbolt_api::audit::{AuditEvent, AuditEventKind};
 use jiff::Timestamp;
 
-/// Where audit lines go. Cheap to clone.
-#[derive(Clone)]
-pub struct AuditSink {
-    out: Arc<Mutex<Box<dyn Write + Send>>>,
-}
-
-impl AuditSink {
-    /// Audit lines on standard output.
-    pub fn stdout() -> Self {
-        Self::to_writer(Box::new(std::io::stdout()))
-    }
-
-    /// Audit lines appended to a file.
-    pub fn file(path: &std::path::Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(Self::to_writer(Box::new(file)))
-    }
-
-    /// Audit lines to any writer (tests collect them in memory).
-    pub fn to_writer(out: Box<dyn Write + Send>) -> Self {
-        Self {
-            out: Arc::new(Mutex::new(out)),
-        }
-    }
-
-    /// Writes one event. A failing audit writer is logged, never fatal to a session.
-    pub fn emit(&self, event: &AuditEvent) {
-        let line = event.to_json_line();
-        let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(error) = out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
-            tracing::error!(%error, "cannot write an audit event");
-        }
-    }
-}
+pub use deadbolt_runtime::audit::{AuditBuffer, AuditSink};
 
 /// The facts about one session that every event about it repeats.
 #[derive(Debug, Clone, Default)]

@@ -1,16 +1,18 @@
 //! The protocol-independent life of a session: admission against the lock
-//! view, its audit events and metrics, and how it ends. Every proxy (Postgres,
-//! MySQL, kube) goes through here, so they refuse, cut and log alike.
+//! view and the caller's roles, its audit events and metrics, and how it
+//! ends. Every proxy (Postgres, MySQL, kube) goes through here, so they
+//! refuse, cut and log alike.
 
 use std::sync::Arc;
 
+use deadbolt_api::access::Refusal;
 use deadbolt_api::audit::AuditEventKind;
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_api::engine::{Denial, Identity};
 
 use crate::audit::{AuditSink, SessionFacts};
 use crate::metrics::Metrics;
-use crate::view::{Admission, ViewState};
+use crate::view::{Admission, Reach, ViewState};
 
 /// Admits sessions and records what happens to them.
 #[derive(Clone)]
@@ -50,14 +52,16 @@ impl Gate {
             .emit(&facts.event(AuditEventKind::SessionRejected, Some(reason), None));
     }
 
-    /// Checks the lock view for `principal` using `facts.login`, and registers the session.
+    /// Checks the lock view and the caller's roles for `principal` reaching
+    /// `reach`, and registers the session.
     pub fn admit(
         &self,
         facts: &mut SessionFacts,
         principal: &CertIdentity,
-    ) -> Result<LiveSession, Denial> {
+        reach: Reach<'_>,
+    ) -> Result<LiveSession, Refusal> {
         facts.user = Some(principal.user.clone());
-        match self.view.admit(principal, facts.login.clone()) {
+        match self.view.admit(principal, reach) {
             Ok(admission) => {
                 self.metrics.sessions_started.inc();
                 self.audit
@@ -68,19 +72,19 @@ impl Gate {
                     gate: self.clone(),
                 })
             }
-            Err(denial) => Err(self.refused(facts, denial)),
+            Err(refusal) => Err(self.refused(facts, refusal)),
         }
     }
 
-    /// Counts and audits a refusal by the lock view.
-    fn refused(&self, facts: &SessionFacts, denial: Denial) -> Denial {
+    /// Counts and audits a refusal by the lock view or the caller's roles.
+    fn refused(&self, facts: &SessionFacts, refusal: Refusal) -> Refusal {
         self.metrics.sessions_rejected.inc();
         self.audit.emit(&facts.event(
             AuditEventKind::SessionRejected,
-            Some(denial.message()),
-            lock_name(&denial),
+            Some(&refusal.reason()),
+            refusal.lock(),
         ));
-        denial
+        refusal
     }
 
     /// Checks the lock view for `principal` without registering a session: for
@@ -90,11 +94,12 @@ impl Gate {
         &self,
         facts: &mut SessionFacts,
         principal: &CertIdentity,
-    ) -> Result<Identity, Denial> {
+        reach: Reach<'_>,
+    ) -> Result<Identity, Refusal> {
         facts.user = Some(principal.user.clone());
-        match self.view.check(principal, facts.login.clone()) {
+        match self.view.check(principal, reach) {
             Ok((identity, _mode)) => Ok(identity),
-            Err(denial) => Err(self.refused(facts, denial)),
+            Err(refusal) => Err(self.refused(facts, refusal)),
         }
     }
 }
@@ -121,20 +126,17 @@ impl LiveSession {
             }
             Ending::Cut(denial) => {
                 gate.metrics.sessions_terminated.inc();
+                let lock = match denial {
+                    Denial::Locked { lock, .. } => Some(lock.as_str()),
+                    Denial::StaleView => None,
+                };
                 self.facts.event(
                     AuditEventKind::SessionTerminated,
                     Some(denial.message()),
-                    lock_name(denial),
+                    lock,
                 )
             }
         };
         gate.audit.emit(&event);
-    }
-}
-
-fn lock_name(denial: &Denial) -> Option<&str> {
-    match denial {
-        Denial::Locked { lock, .. } => Some(lock),
-        Denial::StaleView => None,
     }
 }

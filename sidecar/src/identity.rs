@@ -2,10 +2,12 @@
 //! verified by rustls during the handshake), or a password that is a
 //! Kubernetes bearer token, checked with a (cached) TokenReview.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::token::{TokenChecker, TokenError};
+use jiff::Timestamp;
 use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
@@ -32,6 +34,19 @@ pub enum AuthError {
     /// The token could not be checked.
     #[error("cannot check the token right now: {0}")]
     Unavailable(String),
+    /// Too many tokens from this address failed lately.
+    #[error("{0}")]
+    Throttled(String),
+}
+
+/// When a certificate may be used: rustls checks it at the handshake, and a
+/// long-lived connection checks it again at each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// Not valid before.
+    pub not_before: Timestamp,
+    /// Not valid after.
+    pub not_after: Timestamp,
 }
 
 /// Turns a verified client certificate or a password into an identity.
@@ -58,14 +73,18 @@ impl Authenticator {
         Ok(identity)
     }
 
-    /// The identity behind a password that is a bearer token.
-    pub async fn from_password(&self, password: &str) -> Result<CertIdentity, AuthError> {
+    /// The identity behind a password that is a bearer token, sent from `source`.
+    pub async fn from_password(
+        &self,
+        password: &str,
+        source: Option<SocketAddr>,
+    ) -> Result<CertIdentity, AuthError> {
         let token = password.trim();
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
         let checker = self.tokens.as_ref().ok_or(AuthError::TokensDisabled)?;
-        match checker.check(token).await {
+        match checker.check(token, source.map(|addr| addr.ip())).await {
             Ok(user) => Ok(CertIdentity {
                 user: user.username,
                 groups: user.groups,
@@ -73,6 +92,7 @@ impl Authenticator {
             }),
             Err(TokenError::Rejected(reason)) => Err(AuthError::Rejected(reason)),
             Err(TokenError::Unavailable(reason)) => Err(AuthError::Unavailable(reason)),
+            Err(TokenError::Throttled(reason)) => Err(AuthError::Throttled(reason)),
         }
     }
 }
@@ -102,4 +122,20 @@ pub fn certificate_identity(certificate: &CertificateDer<'_>) -> Result<CertIden
         }
     }
     Ok(CertIdentity::from_parts(common_name, organizations, uris))
+}
+
+/// A certificate's validity period.
+pub fn certificate_validity(certificate: &CertificateDer<'_>) -> Result<Validity, AuthError> {
+    let (_, parsed) = X509Certificate::from_der(certificate.as_ref())
+        .map_err(|error| AuthError::Certificate(format!("cannot parse it: {error}")))?;
+    let validity = parsed.validity();
+    let at = |time: x509_parser::time::ASN1Time| {
+        Timestamp::from_second(time.timestamp()).map_err(|error| {
+            AuthError::Certificate(format!("its validity is out of range: {error}"))
+        })
+    };
+    Ok(Validity {
+        not_before: at(validity.not_before)?,
+        not_after: at(validity.not_after)?,
+    })
 }

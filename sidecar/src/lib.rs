@@ -2,11 +2,13 @@
 //! and the Kubernetes API, refuse locked identities and cut their live
 //! sessions. The protocol adapters are thin; what they share lives in
 //! [`view`] (the lock view and its client), [`session`] (the registry a new
-//! lock consults), [`gate`] (admission, audit, metrics) and [`identity`].
+//! lock consults), [`gate`] (admission, audit, metrics), [`database`] (the
+//! one session driver of the database proxies) and [`identity`].
 
 pub mod args;
 pub mod audit;
 pub mod credentials;
+pub mod database;
 pub mod framing;
 pub mod gate;
 pub mod identity;

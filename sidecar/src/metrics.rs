@@ -8,6 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::audit::AuditSink;
 use crate::view::ViewState;
 
 /// Every metric, under the `deadbolt_proxy_` prefix. Gauges that mirror state
@@ -18,6 +19,8 @@ pub struct Metrics {
     sessions_active: Gauge,
     view_revision: Gauge,
     view_reliable: Gauge,
+    clock_skew: Gauge,
+    audit_dropped: Gauge,
     /// Sessions admitted.
     pub sessions_started: Counter,
     /// Connections refused by a lock, a stale view or failed authentication.
@@ -43,6 +46,8 @@ impl Metrics {
             sessions_active: Gauge::default(),
             view_revision: Gauge::default(),
             view_reliable: Gauge::default(),
+            clock_skew: Gauge::default(),
+            audit_dropped: Gauge::default(),
             sessions_started: Counter::default(),
             sessions_rejected: Counter::default(),
             sessions_terminated: Counter::default(),
@@ -62,6 +67,16 @@ impl Metrics {
             "view_reliable",
             "1 while the lock view is fresh (heard from within maxLockStaleness)",
             metrics.view_reliable.clone(),
+        );
+        registry.register(
+            "view_clock_skew_milliseconds",
+            "This proxy's clock minus the operator's at the last heartbeat; beyond maxLockStaleness the view is unreliable",
+            metrics.clock_skew.clone(),
+        );
+        registry.register(
+            "audit_dropped",
+            "Audit events dropped because the audit writer fell behind or failed",
+            metrics.audit_dropped.clone(),
         );
         registry.register(
             "sessions_started",
@@ -89,7 +104,10 @@ impl Metrics {
         }
     }
 
-    fn render(&self, view: &ViewState) -> String {
+    fn render(&self, view: &ViewState, audit: &AuditSink) -> String {
+        self.clock_skew.set(view.clock_skew_ms());
+        self.audit_dropped
+            .set(i64::try_from(audit.dropped()).unwrap_or(i64::MAX));
         self.sessions_active.set(view.registry().len() as i64);
         self.view_revision.set(
             view.revision()
@@ -110,11 +128,13 @@ pub struct ProxyAdmin {
     pub metrics: Arc<Metrics>,
     /// The lock view.
     pub view: Arc<ViewState>,
+    /// The audit log, for its dropped count.
+    pub audit: AuditSink,
 }
 
 impl AdminEndpoints for ProxyAdmin {
     fn render_metrics(&self) -> String {
-        self.metrics.render(&self.view)
+        self.metrics.render(&self.view, &self.audit)
     }
 
     fn readiness(&self) -> Result<(), String> {

@@ -10,7 +10,7 @@ use anyhow::Context;
 use deadbolt_runtime::admin;
 use deadbolt_runtime::shutdown::{self, Shutdown};
 use deadbolt_runtime::tls::{self, CertifiedKey, ClientAuth, ClientTls};
-use deadbolt_runtime::token::{CacheTtls, CachingTokenChecker, TokenChecker, TokenReviewer};
+use deadbolt_runtime::token::{CachePolicy, CachingTokenChecker, TokenChecker, TokenReviewer};
 use tokio::net::TcpListener;
 
 use crate::args::{Cli, Command, CommonArgs, DatabaseArgs, KubeArgs};
@@ -20,7 +20,7 @@ use crate::gate::Gate;
 use crate::identity::Authenticator;
 use crate::metrics::{Metrics, ProxyAdmin};
 use crate::mysql::MysqlProxy;
-use crate::postgres::{self, Passwords, PostgresProxy, UpstreamConfig, UpstreamTls};
+use crate::postgres::{self, CancelKeys, Passwords, PostgresProxy, UpstreamConfig, UpstreamTls};
 use crate::session::SessionRegistry;
 use crate::view::{ViewClient, ViewClientConfig, ViewCredentials, ViewState, staleness_watchdog};
 
@@ -47,10 +47,15 @@ struct Started {
     trigger: shutdown::ShutdownTrigger,
 }
 
-async fn start(common: &CommonArgs) -> anyhow::Result<Started> {
+/// Starts what every proxy shares. With `--token-review`, passwords that are
+/// bearer tokens are reviewed for `token_audience` (the API server's own
+/// audiences when `None`).
+async fn start(common: &CommonArgs, token_audience: Option<&str>) -> anyhow::Result<Started> {
     let roots = tls::root_store_from_file(&common.ca)?;
     let registry = SessionRegistry::default();
-    let view = Arc::new(ViewState::new(common.server_id.clone(), registry));
+    let view = Arc::new(
+        ViewState::new(common.server_id.clone(), registry).with_labels(common.labels.clone()),
+    );
     let metrics = Arc::new(Metrics::new());
     let audit = match &common.audit_log {
         Some(path) => AuditSink::file(path)
@@ -98,6 +103,7 @@ async fn start(common: &CommonArgs) -> anyhow::Result<Started> {
         Arc::new(ProxyAdmin {
             metrics: metrics.clone(),
             view: view.clone(),
+            audit: audit.clone(),
         }),
         shutdown.clone(),
     ));
@@ -106,9 +112,13 @@ async fn start(common: &CommonArgs) -> anyhow::Result<Started> {
         let client = kube::Client::try_default()
             .await
             .context("--token-review needs Kubernetes credentials (in-cluster or a kubeconfig)")?;
+        let reviewer = match token_audience {
+            Some(audience) => TokenReviewer::new(client, audience),
+            None => TokenReviewer::for_api_server(client),
+        };
         Some(Arc::new(CachingTokenChecker::new(
-            TokenReviewer::for_api_server(client),
-            CacheTtls::default(),
+            reviewer,
+            CachePolicy::default(),
         )))
     } else {
         None
@@ -168,11 +178,13 @@ async fn until_signal(
     tracing::info!(signal, "stopping");
     started.trigger.trigger();
     let _ = serving.await;
+    let audit = started.gate.audit.clone();
+    let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     Ok(())
 }
 
 async fn run_postgres(args: DatabaseArgs) -> anyhow::Result<()> {
-    let started = start(&args.common).await?;
+    let started = start(&args.common, Some(&args.token_audience)).await?;
     let tls_config = tls::server_config(
         started.serving.clone(),
         ClientAuth::Optional(started.client_roots.clone()),
@@ -192,13 +204,14 @@ async fn run_postgres(args: DatabaseArgs) -> anyhow::Result<()> {
         tls: tls_config,
         upstream,
         allow_plaintext: args.common.allow_plaintext,
+        cancel_keys: CancelKeys::default(),
     });
     let shutdown = started.shutdown.clone();
     until_signal(started, proxy.serve(listener, shutdown)).await
 }
 
 async fn run_mysql(args: DatabaseArgs) -> anyhow::Result<()> {
-    let started = start(&args.common).await?;
+    let started = start(&args.common, Some(&args.token_audience)).await?;
     let tls_config = tls::server_config(
         started.serving.clone(),
         ClientAuth::Optional(started.client_roots.clone()),
@@ -233,13 +246,13 @@ async fn run_kube(args: KubeArgs) -> anyhow::Result<()> {
     // credentials, not by whatever cluster the default kubeconfig names.
     let mut common = args.common.clone();
     common.token_review = false;
-    let mut started = start(&common).await?;
+    let mut started = start(&common, None).await?;
     if args.common.token_review {
         let client = kube::Client::try_from(config.clone())
             .context("cannot build a TokenReview client from the upstream credentials")?;
         started.authenticator = Authenticator::new(Some(Arc::new(CachingTokenChecker::new(
             TokenReviewer::for_api_server(client),
-            CacheTtls::default(),
+            CachePolicy::default(),
         ))));
     }
     let tls_config = tls::server_config(

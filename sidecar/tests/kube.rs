@@ -169,7 +169,7 @@ async fn requests_reach_the_api_server_as_the_user_with_the_proxys_credentials()
     assert!(
         proxy
             .audit
-            .events()
+            .json()
             .iter()
             .all(|event| event["event"] != "session.rejected")
     );
@@ -208,7 +208,7 @@ async fn a_client_cannot_impersonate_through_the_proxy() {
     );
     let rejected: Vec<_> = proxy
         .audit
-        .events()
+        .json()
         .into_iter()
         .filter(|e| e["event"] == "session.rejected")
         .collect();
@@ -285,7 +285,7 @@ async fn locked_users_roles_and_groups_see_the_lock_message() {
     }
     let rejected: Vec<_> = proxy
         .audit
-        .events()
+        .json()
         .into_iter()
         .filter(|e| e["event"] == "session.rejected" && e["lock"].is_string())
         .collect();
@@ -339,7 +339,7 @@ async fn a_watch_is_cut_with_the_message_and_another_users_watch_carries_on() {
     bob.wait_for_lines("settings", before + 2).await;
     assert!(bob.is_running());
 
-    let audit = proxy.audit.events();
+    let audit = proxy.audit.json();
     assert!(
         audit
             .iter()
@@ -424,7 +424,7 @@ async fn exec_is_cut(server_id: &str, envs: &[(&str, &str)], upgrade: &str) {
             .contains(&upstream.token)
     );
     eventually("the session to end", || proxy.view.registry().is_empty()).await;
-    let audit = proxy.audit.events();
+    let audit = proxy.audit.json();
     assert!(
         audit
             .iter()
@@ -587,7 +587,7 @@ async fn port_forward_is_cut(server_id: &str, envs: &[(&str, &str)], upgrade: &s
     assert!(
         proxy
             .audit
-            .events()
+            .json()
             .iter()
             .any(|e| e["event"] == "session.terminated"
                 && e["user"] == "gina"

@@ -141,7 +141,7 @@ async fn bad_credentials_get_a_401_status_with_the_reason() {
     assert!(upstream.requests_to(LIST).is_empty());
     let rejected = proxy
         .audit
-        .events()
+        .json()
         .into_iter()
         .filter(|e| e["event"] == "session.rejected")
         .count();
@@ -410,7 +410,7 @@ async fn a_client_that_stops_reading_is_cut_and_others_carry_on() {
         proxy.view.registry().len() == 1
     })
     .await;
-    let audit = proxy.audit.events();
+    let audit = proxy.audit.json();
     assert!(
         audit
             .iter()

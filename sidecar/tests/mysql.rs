@@ -150,7 +150,7 @@ async fn allowed_sessions_run_queries_prepared_statements_and_long_results() {
     assert_eq!(count, Some(10));
     conn.disconnect().await.unwrap();
 
-    let events = proxy.audit.events();
+    let events = proxy.audit.json();
     assert!(events.iter().any(|e| e["event"] == "session.start"
         && e["user"] == "alice"
         && e["login"] == "app"
@@ -240,7 +240,7 @@ async fn locked_targets_are_refused_with_the_exact_message() {
     );
     let rejected = proxy
         .audit
-        .events()
+        .json()
         .into_iter()
         .filter(|e| e["event"] == "session.rejected")
         .count();
@@ -350,7 +350,7 @@ async fn a_pushed_lock_cuts_the_open_sessions_and_spares_the_others() {
     assert_eq!(still, vec!["still here".to_string()]);
     let terminated = proxy
         .audit
-        .events()
+        .json()
         .into_iter()
         .filter(|e| e["event"] == "session.terminated" && e["reason"] == message)
         .count();
@@ -391,6 +391,7 @@ async fn a_stale_view_cuts_strict_sessions_and_spares_best_effort_ones() {
     .await;
     let strict_user = CertIdentity {
         user: "sre".into(),
+        groups: vec![support::operator::ENGINEERS.into()],
         roles: vec!["oncall".into()],
         ..Default::default()
     };
@@ -451,7 +452,7 @@ async fn the_upstream_is_reached_over_verified_tls_when_configured() {
         .unwrap(),
         server_name: ServerName::try_from("localhost").unwrap(),
     };
-    let proxy = Proxy::start_with(&operator, &mariadb, "proxy-tls", Some(upstream_tls)).await;
+    let proxy = Proxy::start_with(&operator, &mariadb, "proxy-tls", Some(upstream_tls), &[]).await;
     let output = proxy.mysql(
         &user("alice"),
         ED25519_USER.0,

@@ -112,7 +112,7 @@ async fn allowed_sessions_run_queries_copy_and_prepared_statements() {
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 12);
 
-    let events = proxy.audit.events();
+    let events = proxy.audit.json();
     assert!(
         events
             .iter()
@@ -182,7 +182,7 @@ async fn locked_targets_are_refused_with_the_exact_message() {
     );
     let rejected = proxy
         .audit
-        .events()
+        .json()
         .into_iter()
         .filter(|e| e["event"] == "session.rejected")
         .count();
@@ -262,7 +262,7 @@ async fn a_pushed_lock_cuts_the_open_session_and_spares_the_others() {
     );
     let terminated = proxy
         .audit
-        .events()
+        .json()
         .into_iter()
         .filter(|e| e["event"] == "session.terminated")
         .count();
@@ -317,6 +317,7 @@ async fn a_stale_view_cuts_strict_sessions_and_spares_best_effort_ones() {
     .await;
     let strict_user = CertIdentity {
         user: "sre".into(),
+        groups: vec![support::operator::ENGINEERS.into()],
         roles: vec!["oncall".into()],
         ..Default::default()
     };

@@ -100,7 +100,7 @@ impl Target {
 
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.kind.label(), go_quote(&self.value))
+        write!(f, "{}:{}", self.kind.label(), proto_text_quote(&self.value))
     }
 }
 
@@ -149,38 +149,35 @@ impl LockTargetSpec {
 }
 
 impl fmt::Display for LockTargetSpec {
-    /// `User:"alice", Role:"dev"`: the form lock messages use.
+    /// `User:"alice" Role:"dev"`: the form lock messages use, byte for byte
+    /// Teleport's `strings.TrimSpace(proto.CompactTextString(&target))`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (position, (kind, value)) in self.fields().enumerate() {
             if position > 0 {
-                f.write_str(", ")?;
+                f.write_str(" ")?;
             }
-            write!(f, "{}:{}", kind.label(), go_quote(value))?;
+            write!(f, "{}:{}", kind.label(), proto_text_quote(value))?;
         }
         Ok(())
     }
 }
 
-/// Quotes like Go's `strconv.Quote`, which Teleport uses for lock targets.
-fn go_quote(value: &str) -> String {
+/// Quotes a string as the protobuf text format does (`proto.CompactTextString`,
+/// which Teleport's lock messages use): `\n`, `\r`, `\t`, `\"` and `\\` are
+/// escaped, other printable ASCII is kept, and every other byte (UTF-8 included)
+/// becomes a three-digit octal escape.
+fn proto_text_quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
-    for ch in value.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{07}' => out.push_str("\\a"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\u{0b}' => out.push_str("\\v"),
-            ch if (ch as u32) < 0x20 || ch == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", ch as u32));
-            }
-            ch if ch.is_control() => out.push_str(&format!("\\u{:04x}", ch as u32)),
-            ch => out.push(ch),
+    for byte in value.bytes() {
+        match byte {
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(byte as char),
+            other => out.push_str(&format!("\\{other:03o}")),
         }
     }
     out.push('"');
@@ -192,11 +189,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quotes_like_go() {
-        assert_eq!(go_quote("alice"), r#""alice""#);
-        assert_eq!(go_quote("a\"b\\c"), r#""a\"b\\c""#);
-        assert_eq!(go_quote("tab\there\x01"), r#""tab\there\x01""#);
-        assert_eq!(go_quote("jürgen"), "\"jürgen\"");
+    fn quotes_like_the_protobuf_text_format() {
+        assert_eq!(proto_text_quote("alice"), r#""alice""#);
+        assert_eq!(proto_text_quote("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(proto_text_quote("tab\there\x01"), r#""tab\there\001""#);
+        assert_eq!(proto_text_quote("jürgen"), r#""j\303\274rgen""#);
+        assert_eq!(proto_text_quote("it's"), r#""it's""#);
     }
 
     #[test]
@@ -209,7 +207,7 @@ mod tests {
         };
         assert_eq!(
             target.to_string(),
-            r#"User:"alice", Role:"dev", ServerID:"proxy-1""#
+            r#"User:"alice" Role:"dev" ServerID:"proxy-1""#
         );
     }
 }

@@ -309,12 +309,12 @@ mod tests {
         };
         assert_eq!(
             entry.message(),
-            r#"lock targeting User:"alice", Role:"dev" is in force: Suspicious activity."#
+            r#"lock targeting User:"alice" Role:"dev" is in force: Suspicious activity."#
         );
         entry.message = None;
         assert_eq!(
             entry.message(),
-            r#"lock targeting User:"alice", Role:"dev" is in force"#
+            r#"lock targeting User:"alice" Role:"dev" is in force"#
         );
     }
 

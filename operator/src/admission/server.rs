@@ -5,7 +5,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadbolt_runtime::listener::{accept_until, tls_handshake};
+use deadbolt_runtime::connection::{Activity, ConnectionLimits, close_when_idle};
+use deadbolt_runtime::listener::{MAX_CONNECTIONS, accept_until, tls_handshake};
 use http::{Method, Request, Response, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -27,8 +28,13 @@ use crate::status::Failure;
 /// calls webhooks over HTTP/2 or HTTP/1.1, and both are served.
 pub const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
-/// How long an HTTP/1.1 client has to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The API server's connections: a first request within 10s (the HTTP/2
+/// preface included), closed after 90s with nothing in progress, at most 100
+/// concurrent reviews on one connection.
+const LIMITS: ConnectionLimits = ConnectionLimits {
+    max_concurrent_streams: 100,
+    ..ConnectionLimits::API
+};
 
 /// How long shutdown waits for in-flight reviews.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,32 +50,44 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let webhook = Arc::new(webhook);
     let graceful = GracefulShutdown::new();
-    accept_until(&listener, &shutdown, "webhook", |tcp, remote| {
-        let acceptor = acceptor.clone();
-        let webhook = webhook.clone();
-        let watcher = graceful.watcher();
-        async move {
-            let Some(tls) = tls_handshake(&acceptor, tcp, remote, "webhook").await else {
-                return;
-            };
-            let service = service_fn(move |request| {
-                let webhook = webhook.clone();
-                async move { Ok::<_, Infallible>(handle(&webhook, request).await) }
-            });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            builder.http2().timer(TokioTimer::new());
-            let connection = builder
-                .serve_connection(TokioIo::new(tls), service)
-                .into_owned();
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%remote, %error, "webhook connection ended with an error");
+    accept_until(
+        &listener,
+        &shutdown,
+        "webhook",
+        MAX_CONNECTIONS,
+        |tcp, remote| {
+            let acceptor = acceptor.clone();
+            let webhook = webhook.clone();
+            let watcher = graceful.watcher();
+            async move {
+                let Some(tls) = tls_handshake(&acceptor, tcp, remote, "webhook").await else {
+                    return;
+                };
+                let service = service_fn(move |request| {
+                    let webhook = webhook.clone();
+                    async move { Ok::<_, Infallible>(handle(&webhook, request).await) }
+                });
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http1()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(LIMITS.first_request);
+                builder
+                    .http2()
+                    .timer(TokioTimer::new())
+                    .max_concurrent_streams(LIMITS.max_concurrent_streams);
+                let activity = Activity::new();
+                let connection = builder
+                    .serve_connection(TokioIo::new(tls), activity.track(service))
+                    .into_owned();
+                if let Err(error) =
+                    close_when_idle(watcher.watch(connection), activity, LIMITS).await
+                {
+                    tracing::debug!(%remote, %error, "webhook connection ended with an error");
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     drop(listener);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())

@@ -1,17 +1,23 @@
 //! Who may subscribe to the lock view: a proxy with a client certificate from
-//! the Deadbolt CA, or a bearer token that passes a TokenReview.
+//! the Deadbolt CA (for the server id it was issued for), or a ServiceAccount
+//! on the `--subscriber` list whose token passes a TokenReview (for the server
+//! id its entry allows, [`subscribers`]).
 
 mod peer;
+pub mod subscribers;
 
 pub use deadbolt_runtime::token::{
-    CacheTtls, CachingTokenChecker, DEFAULT_AUDIENCE, TokenChecker, TokenError, TokenReviewer,
+    CachePolicy, CachingTokenChecker, DEFAULT_AUDIENCE, TokenChecker, TokenError, TokenReviewer,
     TokenUser,
 };
 pub use peer::PeerIdentity;
+pub use subscribers::SubscriberRule;
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use deadbolt_api::protocol::SERVER_ID_HEADER;
 use http::HeaderValue;
 
 use crate::ca::PROXY_ORGANIZATION;
@@ -28,15 +34,25 @@ pub enum Principal {
     /// A bearer token the API server vouched for.
     Token {
         /// Who the token belongs to.
-        username: String,
+        user: TokenUser,
     },
+}
+
+impl Principal {
+    /// The identity behind the subscription, which its stream cap counts by.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Proxy { server_id } => format!("proxy:{server_id}"),
+            Self::Token { user } => format!("token:{}", user.username),
+        }
+    }
 }
 
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Proxy { server_id } => write!(f, "proxy certificate {server_id:?}"),
-            Self::Token { username } => write!(f, "token of {username:?}"),
+            Self::Token { user } => write!(f, "token of {:?}", user.username),
         }
     }
 }
@@ -46,12 +62,14 @@ impl fmt::Display for Principal {
 #[derive(Clone, Default)]
 pub struct Authenticator {
     tokens: Option<Arc<dyn TokenChecker>>,
+    subscribers: Vec<SubscriberRule>,
 }
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authenticator")
             .field("tokens", &self.tokens.is_some())
+            .field("subscribers", &self.subscribers)
             .finish()
     }
 }
@@ -63,14 +81,39 @@ impl Authenticator {
     /// Accepts client certificates, and bearer tokens when `tokens` is set
     /// (standalone mode has no API server to review tokens with).
     pub fn new(tokens: Option<Arc<dyn TokenChecker>>) -> Self {
-        Self { tokens }
+        Self {
+            tokens,
+            subscribers: Vec::new(),
+        }
     }
 
-    /// Authenticates a request. A verified client certificate wins over a header.
+    /// Lets these ServiceAccounts subscribe with tokens; without any, no token is accepted.
+    pub fn with_subscribers(mut self, subscribers: Vec<SubscriberRule>) -> Self {
+        self.subscribers = subscribers;
+        self
+    }
+
+    /// Whether `principal` may subscribe as `server_id`.
+    pub fn authorize(&self, principal: &Principal, server_id: &str) -> Result<(), Failure> {
+        match principal {
+            Principal::Proxy { server_id: issued } if issued != server_id => {
+                Err(Failure::forbidden(format!(
+                    "the client certificate was issued for server id {issued:?}, \
+                     but {SERVER_ID_HEADER} says {server_id:?}"
+                )))
+            }
+            Principal::Proxy { .. } => Ok(()),
+            Principal::Token { user } => subscribers::authorize(&self.subscribers, user, server_id)
+                .map_err(Failure::forbidden),
+        }
+    }
+
+    /// Authenticates a request from `remote`. A verified client certificate wins over a header.
     pub async fn authenticate(
         &self,
         peer: Option<&PeerIdentity>,
         authorization: Option<&HeaderValue>,
+        remote: Option<SocketAddr>,
     ) -> Result<Principal, Failure> {
         if let Some(peer) = peer {
             return proxy_principal(peer);
@@ -87,16 +130,16 @@ impl Authenticator {
                  present a client certificate issued by the Deadbolt CA",
             ));
         };
-        match tokens.check(token).await {
-            Ok(user) => Ok(Principal::Token {
-                username: user.username,
-            }),
+        match tokens.check(token, remote.map(|addr| addr.ip())).await {
+            Ok(user) => Ok(Principal::Token { user }),
             Err(TokenError::Rejected(reason)) => Err(Failure::unauthorized(format!(
                 "the bearer token was rejected: {reason}"
             ))),
-            Err(TokenError::Unavailable(reason)) => Err(Failure::unavailable(format!(
-                "the bearer token cannot be checked right now, retry later: {reason}"
-            ))),
+            Err(TokenError::Unavailable(reason) | TokenError::Throttled(reason)) => {
+                Err(Failure::unavailable(format!(
+                    "the bearer token cannot be checked right now, retry later: {reason}"
+                )))
+            }
         }
     }
 }
@@ -132,12 +175,16 @@ mod tests {
     struct Fake;
 
     impl TokenChecker for Fake {
-        fn check<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
+        fn check<'a>(
+            &'a self,
+            token: &'a str,
+            _source: Option<std::net::IpAddr>,
+        ) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
             Box::pin(async move {
                 match token {
                     "good" => Ok(TokenUser {
                         username: "alice".into(),
-                        groups: vec![],
+                        ..Default::default()
                     }),
                     "down" => Err(TokenError::Unavailable("connection refused".into())),
                     _ => Err(TokenError::Rejected("token has expired".into())),
@@ -152,17 +199,12 @@ mod tests {
 
     async fn header(value: &str) -> Result<Principal, Failure> {
         let value = HeaderValue::from_str(value).unwrap();
-        authenticator().authenticate(None, Some(&value)).await
+        authenticator().authenticate(None, Some(&value), None).await
     }
 
     #[tokio::test]
     async fn bearer_tokens_are_checked() {
-        assert_eq!(
-            header("Bearer good").await.unwrap(),
-            Principal::Token {
-                username: "alice".into()
-            }
-        );
+        assert_eq!(header("Bearer good").await.unwrap().key(), "token:alice");
         let rejected = header("Bearer bad").await.unwrap_err();
         assert_eq!(rejected.code, StatusCode::UNAUTHORIZED);
         assert!(rejected.message.contains("token has expired"));
@@ -179,7 +221,10 @@ mod tests {
 
     #[tokio::test]
     async fn no_credentials_is_401_with_guidance() {
-        let failure = authenticator().authenticate(None, None).await.unwrap_err();
+        let failure = authenticator()
+            .authenticate(None, None, None)
+            .await
+            .unwrap_err();
         assert_eq!(failure.code, StatusCode::UNAUTHORIZED);
         assert!(failure.message.contains("client certificate"));
     }
@@ -188,7 +233,7 @@ mod tests {
     async fn tokens_without_a_checker_are_refused() {
         let value = HeaderValue::from_static("Bearer good");
         let failure = Authenticator::new(None)
-            .authenticate(None, Some(&value))
+            .authenticate(None, Some(&value), None)
             .await
             .unwrap_err();
         assert_eq!(failure.code, StatusCode::UNAUTHORIZED);
@@ -202,7 +247,7 @@ mod tests {
             organizations: vec![PROXY_ORGANIZATION.into()],
         };
         assert_eq!(
-            authenticator().authenticate(Some(&proxy), None).await,
+            authenticator().authenticate(Some(&proxy), None, None).await,
             Ok(Principal::Proxy {
                 server_id: "proxy-1".into()
             })
@@ -212,7 +257,7 @@ mod tests {
             organizations: vec!["dev".into()],
         };
         let failure = authenticator()
-            .authenticate(Some(&user), None)
+            .authenticate(Some(&user), None, None)
             .await
             .unwrap_err();
         assert_eq!(failure.code, StatusCode::FORBIDDEN);

@@ -3,12 +3,16 @@
 //! In a cluster the CA lives in the `deadbolt-ca` Secret and the operator issues.
 //!
 //! ```text
+//! deadbolt-ca --ca-dir DIR init
 //! deadbolt-ca --ca-dir DIR proxy   --server-id ID       --out PREFIX
 //! deadbolt-ca --ca-dir DIR serving --name localhost ... --out PREFIX
 //! deadbolt-ca --ca-dir DIR user    --user alice [--group g] [--role r]
 //!             [--mfa-device UUID] [--device ID] [--access-request ID] --out PREFIX
 //! ```
-//! Each writes `PREFIX.crt` and `PREFIX.key` (mode 0600); the CA is created when missing.
+//! `init` creates the CA, once; the others need it to exist (a mistyped
+//! `--ca-dir` fails instead of minting a CA nothing trusts). Each writes
+//! `PREFIX.crt` and `PREFIX.key`, the key with mode 0600, each to a temporary
+//! file first and then renamed into place, so a reader never sees half a key.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,6 +41,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Kind {
+    /// Creates the CA (`ca.crt`, `ca.key`) in `--ca-dir`; refuses if one is there.
+    Init,
     /// A proxy's certificate for subscribing to the lock view.
     Proxy {
         /// The proxy's server id.
@@ -84,33 +90,66 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
 }
 
 fn write(prefix: &Path, issued: &IssuedCert) -> std::io::Result<()> {
+    write_atomically(&with_suffix(prefix, ".key"), &issued.key_pem, 0o600)?;
+    write_atomically(&with_suffix(prefix, ".crt"), &issued.cert_pem, 0o644)
+}
+
+/// Writes `contents` to a new temporary file next to `path` with `mode`,
+/// syncs it, and renames it over `path`: a reader sees the old file or the
+/// new one, never a part, and a key is never readable by others even briefly.
+fn write_atomically(path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::write(with_suffix(prefix, ".crt"), &issued.cert_pem)?;
-    let mut key = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(with_suffix(prefix, ".key"))?;
-    key.write_all(issued.key_pem.as_bytes())
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temporary)?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let store = DirCaStore::new(&cli.ca_dir);
+    if let Kind::Init = cli.kind {
+        return match ca::init(&store).await {
+            Ok(_) => {
+                println!("created a Deadbolt CA in {}", cli.ca_dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("deadbolt-ca: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let Some(out) = cli.out.clone() else {
         eprintln!("deadbolt-ca: --out PREFIX is required");
         return ExitCode::FAILURE;
     };
-    let (authority, _) = match ca::load_or_create(&DirCaStore::new(&cli.ca_dir)).await {
-        Ok(loaded) => loaded,
+    let authority = match ca::load_existing(&store).await {
+        Ok(authority) => authority,
         Err(error) => {
             eprintln!("deadbolt-ca: {error}");
             return ExitCode::FAILURE;
         }
     };
     let issued = match cli.kind {
+        Kind::Init => unreachable!("handled above"),
         Kind::Proxy { server_id } => authority.issue_proxy_cert(&server_id, cli.valid_for),
         Kind::Serving { names } => authority.issue_serving_cert(&names, cli.valid_for),
         Kind::User {

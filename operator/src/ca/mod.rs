@@ -6,7 +6,10 @@
 
 mod store;
 
-pub use store::{CaPem, CaStore, Created, DirCaStore, SECRET_NAME, SecretCaStore, load_or_create};
+pub use store::{
+    CaPem, CaStore, Created, DirCaStore, SECRET_NAME, SecretCaStore, init, load_existing,
+    load_or_create,
+};
 
 use std::time::Duration;
 

@@ -81,6 +81,41 @@ pub async fn load_or_create(store: &dyn CaStore) -> Result<(DeadboltCa, Created)
     }
 }
 
+/// Loads the CA a store already holds. For a directory this is the only way
+/// in: a mistyped `--ca-dir` must fail, not mint a new CA that nothing trusts.
+pub async fn load_existing(store: &dyn CaStore) -> Result<DeadboltCa, CaError> {
+    match store.load().await? {
+        Some(pem) => DeadboltCa::from_pem(&pem.cert, &pem.key),
+        None => Err(CaError::Store {
+            store: store.describe(),
+            message: "it holds no Deadbolt CA (ca.crt, ca.key); create one once with \
+                      `deadbolt-ca --ca-dir DIR init`"
+                .into(),
+        }),
+    }
+}
+
+/// Creates a CA in an empty store; refuses when one exists.
+pub async fn init(store: &dyn CaStore) -> Result<DeadboltCa, CaError> {
+    let exists = || CaError::Store {
+        store: store.describe(),
+        message: "it already holds a Deadbolt CA; keep it, or remove ca.crt and ca.key first"
+            .into(),
+    };
+    if store.load().await?.is_some() {
+        return Err(exists());
+    }
+    let ca = DeadboltCa::generate()?;
+    let pem = CaPem {
+        cert: ca.cert_pem().to_string(),
+        key: ca.key_pem().to_string(),
+    };
+    match store.create(&pem).await? {
+        Created::Yes => Ok(ca),
+        Created::AlreadyExists => Err(exists()),
+    }
+}
+
 /// The CA as `ca.crt` and `ca.key` in a directory (standalone mode).
 #[derive(Debug, Clone)]
 pub struct DirCaStore {

@@ -145,7 +145,7 @@ impl Context {
 
     /// Writes an audit event and counts it.
     pub fn record_audit(&self, event: &AuditEvent) {
-        self.audit.record(event);
+        self.audit.emit(event);
         self.metrics.audit_events.inc();
     }
 }

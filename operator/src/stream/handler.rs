@@ -6,7 +6,6 @@ use hyper::body::Incoming;
 
 use super::session::Session;
 use super::{Connection, LOCKVIEW_PATH, NDJSON, SERVER_ID_HEADER, StreamContext};
-use crate::auth::Principal;
 use crate::body::ChannelBody;
 use crate::shutdown::Shutdown;
 use crate::status::Failure;
@@ -59,24 +58,30 @@ async fn subscribe(
         .authenticate(
             connection.peer.as_ref(),
             request.headers().get(header::AUTHORIZATION),
+            Some(connection.remote),
         )
         .await?;
     let server_id = server_id(request.headers())?;
-    if let Principal::Proxy { server_id: issued } = &principal
-        && issued != &server_id
-    {
-        return Err(Failure::forbidden(format!(
-            "the client certificate was issued for server id {issued:?}, \
-             but {SERVER_ID_HEADER} says {server_id:?}"
-        )));
-    }
+    context.authenticator.authorize(&principal, &server_id)?;
     if !context.readiness.is_ready() {
         return Err(Failure::unavailable(
             "the operator is still loading its view; retry shortly",
         ));
     }
 
-    let subscriber = context.subscribers.connect(server_id);
+    let subscriber = context
+        .subscribers
+        .connect_as(
+            server_id,
+            principal.key(),
+            context.max_streams_per_subscriber,
+        )
+        .map_err(|open| {
+            Failure::too_many_requests(format!(
+                "{principal} already has {open} lock-view streams open, the most allowed; \
+                 close one first"
+            ))
+        })?;
     let (outgoing, body) = ChannelBody::channel(OUTGOING_BUFFER);
     tracing::info!(
         remote = %connection.remote,

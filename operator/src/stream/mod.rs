@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadbolt_runtime::listener::{accept_until, tls_handshake};
+use deadbolt_runtime::connection::{Activity, ConnectionLimits, close_when_idle};
+use deadbolt_runtime::listener::{MAX_CONNECTIONS, accept_until, tls_handshake};
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -30,8 +31,17 @@ use crate::view::ViewStore;
 
 pub use deadbolt_api::protocol::{LOCKVIEW_PATH, NDJSON, SERVER_ID_HEADER};
 
-/// How often a heartbeat is sent when nothing else is.
+/// How often a heartbeat is sent when nothing else is, and only while the
+/// operator's own view is reliable (its watches healthy): an operator that
+/// cannot see the cluster falls silent, so strict proxies fail closed.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A proxy's connection: a stream within 10s of the handshake (the HTTP/2
+/// preface included), closed after 90s with none open, a few streams at most.
+const LIMITS: ConnectionLimits = ConnectionLimits {
+    max_concurrent_streams: 8,
+    ..ConnectionLimits::API
+};
 
 /// How long shutdown waits for streams to end before dropping them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,7 +61,13 @@ pub struct StreamContext {
     pub metrics: Arc<Metrics>,
     /// How often to send a heartbeat.
     pub heartbeat_interval: Duration,
+    /// Streams one subscriber identity may have open at once.
+    pub max_streams_per_subscriber: usize,
 }
+
+/// Streams one proxy identity may hold at once: a proxy needs one, and a
+/// few more cover reconnects racing their predecessors' teardown.
+pub const DEFAULT_MAX_STREAMS_PER_SUBSCRIBER: usize = 4;
 
 /// One accepted TLS connection.
 #[derive(Debug)]
@@ -72,45 +88,56 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(tls);
     let context = Arc::new(context);
     let graceful = GracefulShutdown::new();
-    accept_until(&listener, &shutdown.clone(), "lock-view", |tcp, remote| {
-        let acceptor = acceptor.clone();
-        let context = context.clone();
-        let shutdown = shutdown.clone();
-        let watcher = graceful.watcher();
-        async move {
-            let Some(tls) = tls_handshake(&acceptor, tcp, remote, "lock-view").await else {
-                return;
-            };
-            let peer = match PeerIdentity::from_connection(tls.get_ref().1) {
-                None => None,
-                Some(Ok(peer)) => Some(peer),
-                Some(Err(error)) => {
-                    // Verified by rustls but unreadable here: treat as a certificate
-                    // without identity, which is refused with a clear 403.
-                    tracing::warn!(%remote, %error, "unreadable client certificate");
-                    Some(PeerIdentity::default())
+    accept_until(
+        &listener,
+        &shutdown.clone(),
+        "lock-view",
+        MAX_CONNECTIONS,
+        |tcp, remote| {
+            let acceptor = acceptor.clone();
+            let context = context.clone();
+            let shutdown = shutdown.clone();
+            let watcher = graceful.watcher();
+            async move {
+                let Some(tls) = tls_handshake(&acceptor, tcp, remote, "lock-view").await else {
+                    return;
+                };
+                let peer = match PeerIdentity::from_connection(tls.get_ref().1) {
+                    None => None,
+                    Some(Ok(peer)) => Some(peer),
+                    Some(Err(error)) => {
+                        // Verified by rustls but unreadable here: treat as a certificate
+                        // without identity, which is refused with a clear 403.
+                        tracing::warn!(%remote, %error, "unreadable client certificate");
+                        Some(PeerIdentity::default())
+                    }
+                };
+                let connection = Arc::new(Connection { remote, peer });
+                let service = service_fn(move |request| {
+                    let context = context.clone();
+                    let connection = connection.clone();
+                    let shutdown = shutdown.clone();
+                    async move {
+                        let response =
+                            handler::handle(&context, &connection, &shutdown, request).await;
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let activity = Activity::new();
+                let connection = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(Some(Duration::from_secs(10)))
+                    .keep_alive_timeout(Duration::from_secs(20))
+                    .max_concurrent_streams(LIMITS.max_concurrent_streams)
+                    .serve_connection(TokioIo::new(tls), activity.track(service));
+                if let Err(error) =
+                    close_when_idle(watcher.watch(connection), activity, LIMITS).await
+                {
+                    tracing::debug!(%remote, %error, "lock-view connection ended with an error");
                 }
-            };
-            let connection = Arc::new(Connection { remote, peer });
-            let service = service_fn(move |request| {
-                let context = context.clone();
-                let connection = connection.clone();
-                let shutdown = shutdown.clone();
-                async move {
-                    let response = handler::handle(&context, &connection, &shutdown, request).await;
-                    Ok::<_, Infallible>(response)
-                }
-            });
-            let connection = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .keep_alive_interval(Some(Duration::from_secs(10)))
-                .keep_alive_timeout(Duration::from_secs(20))
-                .serve_connection(TokioIo::new(tls), service);
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%remote, %error, "lock-view connection ended with an error");
             }
-        }
-    })
+        },
+    )
     .await;
     drop(listener);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())

@@ -12,7 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::StreamContext;
 use super::acks::{AckError, AckReader};
-use crate::admin::Metrics;
+use crate::admin::{Metrics, Readiness};
 use crate::body::{BodyAborted, BodyChunk};
 use crate::shutdown::Shutdown;
 use crate::subscribers::Subscriber;
@@ -41,6 +41,8 @@ pub(super) struct Session {
     acks: AckReader,
     outgoing: mpsc::Sender<BodyChunk>,
     heartbeat: Duration,
+    /// Heartbeats go out only while this says the operator's view is reliable.
+    readiness: Readiness,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
     remote: SocketAddr,
@@ -64,6 +66,7 @@ impl Session {
             acks: AckReader::new(body),
             outgoing,
             heartbeat: context.heartbeat_interval,
+            readiness: context.readiness.clone(),
             shutdown,
             metrics: context.metrics.clone(),
             remote,
@@ -122,10 +125,17 @@ impl Session {
                     Some(event) => event,
                     None => return End::StoreClosed,
                 },
-                _ = ticker.tick() => ViewEvent::Heartbeat {
-                    revision: self.feed.position(),
-                    sent_at: Timestamp::now(),
-                },
+                _ = ticker.tick() => {
+                    // A blind operator (its watches failing) vouches for nothing:
+                    // proxies must go stale, and strict ones fail closed.
+                    if !self.readiness.is_reliable() {
+                        continue;
+                    }
+                    ViewEvent::Heartbeat {
+                        revision: self.feed.position(),
+                        sent_at: Timestamp::now(),
+                    }
+                }
             };
             if self.feed.resyncs() != resyncs {
                 resyncs = self.feed.resyncs();

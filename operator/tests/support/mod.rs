@@ -30,23 +30,38 @@ use tokio::task::JoinHandle;
 /// The generous bound on anything a test waits for.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
-/// The only token the fake TokenReview accepts.
+/// The token of ServiceAccount `shop/proxy`, bound to pod `db-proxy-0`;
+/// `shop/proxy` is on the server's subscriber list.
 pub const GOOD_TOKEN: &str = "good-token";
+/// A valid token of ServiceAccount `shop/web`, which is not on the list.
+pub const UNLISTED_TOKEN: &str = "web-token";
+/// The subscriber list of the test server.
+pub const SUBSCRIBERS: [&str; 1] = ["shop/proxy"];
 
-/// Accepts [`GOOD_TOKEN`]; everything else is "expired".
+/// Knows [`GOOD_TOKEN`] and [`UNLISTED_TOKEN`]; everything else is "expired".
 struct FakeTokens;
 
 impl TokenChecker for FakeTokens {
-    fn check<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
+    fn check<'a>(
+        &'a self,
+        token: &'a str,
+        _source: Option<std::net::IpAddr>,
+    ) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
         Box::pin(async move {
-            if token == GOOD_TOKEN {
-                Ok(TokenUser {
-                    username: "system:serviceaccount:shop:proxy".into(),
-                    groups: vec![],
-                })
-            } else {
-                Err(TokenError::Rejected("token has expired".into()))
-            }
+            let (account, pod) = match token {
+                GOOD_TOKEN => ("proxy", "db-proxy-0"),
+                UNLISTED_TOKEN => ("web", "web-0"),
+                _ => return Err(TokenError::Rejected("token has expired".into())),
+            };
+            Ok(TokenUser {
+                username: format!("system:serviceaccount:shop:{account}"),
+                groups: vec![],
+                extra: [(
+                    deadbolt_operator::auth::subscribers::POD_NAME_EXTRA.to_string(),
+                    vec![pod.to_string()],
+                )]
+                .into(),
+            })
         })
     }
 }
@@ -94,10 +109,16 @@ impl Server {
         let context = StreamContext {
             store: store.clone(),
             subscribers: subscribers.clone(),
-            authenticator: Authenticator::new(Some(Arc::new(FakeTokens))),
+            authenticator: Authenticator::new(Some(Arc::new(FakeTokens))).with_subscribers(
+                SUBSCRIBERS
+                    .iter()
+                    .map(|rule| rule.parse().unwrap())
+                    .collect(),
+            ),
             readiness: readiness.clone(),
             metrics: metrics.clone(),
             heartbeat_interval: heartbeat,
+            max_streams_per_subscriber: 2,
         };
         let task = tokio::spawn(stream::serve(listener, config, context, shutdown));
         Self {

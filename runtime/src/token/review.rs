@@ -1,5 +1,7 @@
 //! The real [`TokenChecker`]: a Kubernetes TokenReview, optionally scoped to an audience.
 
+use std::net::IpAddr;
+
 use futures::future::BoxFuture;
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use kube::api::PostParams;
@@ -78,12 +80,17 @@ impl TokenReviewer {
         Ok(TokenUser {
             username,
             groups: user.groups.unwrap_or_default(),
+            extra: user.extra.unwrap_or_default(),
         })
     }
 }
 
 impl TokenChecker for TokenReviewer {
-    fn check<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
+    fn check<'a>(
+        &'a self,
+        token: &'a str,
+        _source: Option<IpAddr>,
+    ) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
         Box::pin(self.review(token))
     }
 }
@@ -118,7 +125,7 @@ mod tests {
             send.send_response(response);
             body
         });
-        let result = reviewer.check("the-token").await;
+        let result = reviewer.check("the-token", None).await;
         (result, apiserver.await.unwrap())
     }
 
@@ -137,7 +144,8 @@ mod tests {
         let (result, request) = review_with(answer(json!({
             "authenticated": true,
             "audiences": ["deadbolt"],
-            "user": {"username": "system:serviceaccount:shop:proxy", "groups": ["system:serviceaccounts"]},
+            "user": {"username": "system:serviceaccount:shop:proxy", "groups": ["system:serviceaccounts"],
+                     "extra": {"authentication.kubernetes.io/pod-name": ["pg-0"]}},
         })))
         .await;
         assert_eq!(
@@ -152,6 +160,10 @@ mod tests {
         let user = result.unwrap();
         assert_eq!(user.username, "system:serviceaccount:shop:proxy");
         assert_eq!(user.groups, vec!["system:serviceaccounts".to_string()]);
+        assert_eq!(
+            user.extra["authentication.kubernetes.io/pod-name"],
+            vec!["pg-0".to_string()]
+        );
     }
 
     #[tokio::test]

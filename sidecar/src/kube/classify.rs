@@ -1,27 +1,43 @@
-//! What kind of request this is, which decides how it is relayed and cut:
-//! short requests are checked and forwarded; watches and followed logs are
-//! registered streams; exec, attach and port-forward are upgraded connections.
+//! What kind of request this is, decided on the request as the API server
+//! will route it ([`canonical`](super::canonical)), which decides how it is
+//! relayed and cut: discovery passes without a lock check, short requests are
+//! checked and forwarded, streams (watches, followed logs, `*/proxy/*` and
+//! anything the proxy does not recognise) are checked and registered, and
+//! exec, attach and port-forward are upgraded connections. Nothing the proxy
+//! cannot classify is ever exempt: it is treated as a stream.
 
-use http::{HeaderMap, Method, Uri, header};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
+use tower::{Layer, Service};
+
+use super::body::ProxyBody;
+use super::canonical::Target;
+use super::stream::StreamKind;
+use super::{BoxResponse, status};
+use crate::metrics::Metrics;
 
 /// How a request is handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestKind {
-    /// API discovery (`/api`, `/apis/<group>/<version>`, `/version`,
-    /// `/openapi/...`): forwarded as the authenticated user without a lock
-    /// check. It holds no object data (every authenticated user may read it),
-    /// and kubectl must get past it to reach the request that shows the lock message.
+    /// API discovery, matched exactly (`/api`, `/api/<v>`, `/apis`,
+    /// `/apis/<group>`, `/apis/<group>/<v>`, `/version`, `/openapi/v2`,
+    /// `/openapi/v3[/api/<v> | /apis/<group>[/<v>]]`, `GET` or `HEAD`):
+    /// forwarded as the authenticated user without a lock check. It holds no
+    /// object data (every authenticated user may read it), and kubectl must
+    /// get past it to reach the request that shows the lock message.
     Discovery,
-    /// Checked, forwarded, not registered.
+    /// A finite read or a write of API resources: checked, forwarded, not registered.
     Short,
-    /// A watch (`?watch=true`, a `/watch/` path, or a watch-list): cut with an `ERROR` event.
-    Watch,
-    /// `pods/log` with `follow`: cut by appending the message as a last line.
-    FollowLogs,
+    /// A response that may last: checked, registered, cut.
+    Stream(StreamKind),
     /// A connection upgrade (exec, attach, port-forward, proxy).
     Upgrade(Upgrade),
-    /// An upgrade the API server would not accept either.
-    BadUpgrade(String),
+    /// A request the API server might read differently from the proxy, or an
+    /// upgrade it would not accept either: refused with 400.
+    BadRequest(String),
 }
 
 /// The protocol an upgraded connection speaks.
@@ -42,7 +58,7 @@ pub enum Subresource {
     Attach,
     /// `pods/portforward`.
     PortForward,
-    /// Anything else (`proxy` subresources).
+    /// Anything else (`proxy` subresources, WebSocket watches).
     Other,
 }
 
@@ -62,26 +78,60 @@ impl Upgrade {
     }
 }
 
+/// What an API path names, as the API server's request-info parsing reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Resource<'a> {
+    /// The deprecated `/watch/` prefix.
+    watch_prefix: bool,
+    /// The deprecated `/proxy/` prefix.
+    proxy_prefix: bool,
+    resource: Option<&'a str>,
+    name: Option<&'a str>,
+    subresource: Option<&'a str>,
+}
+
+/// What the API server routes a decoded path to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route<'a> {
+    Discovery,
+    Api(Resource<'a>),
+    /// Anything else (`/`, `/healthz`, `/logs/`, `/metrics`, ...).
+    Other,
+}
+
 /// Classifies a request from its method, URI and headers.
 pub fn classify(method: &Method, uri: &Uri, headers: &HeaderMap) -> RequestKind {
-    let path = uri.path();
-    let query = uri.query().unwrap_or_default();
+    let target = match Target::parse(uri.path(), uri.query()) {
+        Ok(target) => target,
+        Err(ambiguous) => return RequestKind::BadRequest(ambiguous.0),
+    };
+    let parts = target.parts();
+    let route = route(&parts);
     if let Some(protocol) = upgrade_protocol(headers) {
         let protocol = match protocol.to_ascii_lowercase().as_str() {
             "websocket" => UpgradeProtocol::WebSocket,
             "spdy/3.1" => UpgradeProtocol::Spdy,
             // An h2c upgrade is an offer the API server ignores; so does the proxy.
-            "h2c" => return classify_plain(method, path, query),
+            "h2c" => return classify_plain(method, &target, &route),
             _ => {
-                return RequestKind::BadUpgrade(format!(
+                return RequestKind::BadRequest(format!(
                     "unsupported upgrade protocol {protocol:?}: use websocket or SPDY/3.1"
                 ));
             }
         };
-        let subresource = match path.trim_end_matches('/').rsplit('/').next() {
-            Some("exec") => Subresource::Exec,
-            Some("attach") => Subresource::Attach,
-            Some("portforward") => Subresource::PortForward,
+        let subresource = match &route {
+            Route::Api(Resource {
+                subresource: Some("exec"),
+                ..
+            }) => Subresource::Exec,
+            Route::Api(Resource {
+                subresource: Some("attach"),
+                ..
+            }) => Subresource::Attach,
+            Route::Api(Resource {
+                subresource: Some("portforward"),
+                ..
+            }) => Subresource::PortForward,
             _ => Subresource::Other,
         };
         return RequestKind::Upgrade(Upgrade {
@@ -89,44 +139,139 @@ pub fn classify(method: &Method, uri: &Uri, headers: &HeaderMap) -> RequestKind 
             subresource,
         });
     }
-    classify_plain(method, path, query)
+    classify_plain(method, &target, &route)
 }
 
-fn classify_plain(method: &Method, path: &str, query: &str) -> RequestKind {
-    if *method != Method::GET && *method != Method::HEAD {
+fn classify_plain(method: &Method, target: &Target, route: &Route<'_>) -> RequestKind {
+    let read = *method == Method::GET || *method == Method::HEAD;
+    let api = match route {
+        Route::Discovery if read => return RequestKind::Discovery,
+        Route::Api(api) => api,
+        Route::Discovery | Route::Other => return RequestKind::Stream(StreamKind::Raw),
+    };
+    if api.proxy_prefix {
+        return RequestKind::Stream(StreamKind::Raw);
+    }
+    match api.subresource {
+        // Proxied to a pod, service or node: any method, any length.
+        Some("proxy") => return RequestKind::Stream(StreamKind::Raw),
+        // Without an upgrade the API server refuses these; if it ever did not, they stream.
+        Some("exec" | "attach" | "portforward") => return RequestKind::Stream(StreamKind::Raw),
+        _ => {}
+    }
+    if !read {
         return RequestKind::Short;
     }
-    if is_discovery(path) {
-        return RequestKind::Discovery;
+    if api.watch_prefix || target.flag("watch") || target.flag("sendInitialEvents") {
+        return RequestKind::Stream(StreamKind::Watch);
     }
-    let watch_path = path
-        .split('/')
-        .nth(if path.starts_with("/api/") { 3 } else { 4 })
-        .is_some_and(|segment| segment == "watch");
-    if watch_path || query_flag(query, "watch") || query_flag(query, "sendInitialEvents") {
-        return RequestKind::Watch;
-    }
-    if path.ends_with("/log") && query_flag(query, "follow") {
-        return RequestKind::FollowLogs;
+    if api.subresource == Some("log") && target.flag("follow") {
+        return RequestKind::Stream(StreamKind::FollowLogs);
     }
     RequestKind::Short
 }
 
-/// Discovery documents: `/api`, `/api/<version>`, `/apis`, `/apis/<group>`,
-/// `/apis/<group>/<version>`, `/version`, `/openapi/...` — what the
-/// `system:discovery` and `system:public-info-viewer` roles let any user read.
-fn is_discovery(path: &str) -> bool {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    matches!(
-        segments.as_slice(),
-        ["api"]
-            | ["api", _]
-            | ["apis"]
-            | ["apis", _]
-            | ["apis", _, _]
-            | ["version"]
-            | ["openapi", ..]
-    )
+fn route<'a>(parts: &[&'a str]) -> Route<'a> {
+    match parts {
+        ["api"] | ["api", _] | ["apis"] | ["apis", _] | ["apis", _, _] | ["version"] => {
+            Route::Discovery
+        }
+        ["openapi", "v2"] | ["openapi", "v3"] => Route::Discovery,
+        ["openapi", "v3", "api", _]
+        | ["openapi", "v3", "apis", _]
+        | ["openapi", "v3", "apis", _, _] => Route::Discovery,
+        ["api", _version, rest @ ..] => Route::Api(resource(rest)),
+        ["apis", _group, _version, rest @ ..] => Route::Api(resource(rest)),
+        _ => Route::Other,
+    }
+}
+
+/// The API server's reading of the path after `/api/<v>` or `/apis/<g>/<v>`.
+fn resource<'a>(mut rest: &[&'a str]) -> Resource<'a> {
+    let mut found = Resource::default();
+    match rest.first() {
+        Some(&"watch") => {
+            found.watch_prefix = true;
+            rest = &rest[1..];
+        }
+        Some(&"proxy") => {
+            found.proxy_prefix = true;
+            rest = &rest[1..];
+        }
+        _ => {}
+    }
+    // `namespaces/<ns>/<resource>...`, except `namespaces/<ns>/status|finalize`,
+    // which are subresources of the namespace itself.
+    if let ["namespaces", _namespace, next, ..] = rest
+        && *next != "status"
+        && *next != "finalize"
+    {
+        rest = &rest[2..];
+    }
+    found.resource = rest.first().copied();
+    found.name = rest.get(1).copied();
+    found.subresource = rest.get(2).copied();
+    found
+}
+
+/// Classifies every request, answering 400 for what the API server might
+/// read differently, and puts the [`RequestKind`] into its extensions.
+#[derive(Clone)]
+pub struct ClassifyLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl ClassifyLayer {
+    /// Counts refused requests as protocol errors in `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for ClassifyLayer {
+    type Service = Classify<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Classify {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service [`ClassifyLayer`] builds.
+#[derive(Clone)]
+pub struct Classify<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B> Service<Request<B>> for Classify<S>
+where
+    S: Service<Request<B>, Response = Response<ProxyBody>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = BoxResponse;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> BoxResponse {
+        match classify(request.method(), request.uri(), request.headers()) {
+            RequestKind::BadRequest(message) => {
+                self.metrics.protocol_errors.inc();
+                let response = status::response(StatusCode::BAD_REQUEST, &message);
+                Box::pin(async move { Ok(response) })
+            }
+            kind => {
+                request.extensions_mut().insert(kind);
+                Box::pin(self.inner.call(request))
+            }
+        }
+    }
 }
 
 /// The protocol of an upgrade request: `Connection` names `upgrade` and
@@ -143,19 +288,6 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<&str> {
     }
     let upgrade = headers.get(header::UPGRADE)?;
     Some(upgrade.to_str().unwrap_or("<not ASCII>").trim())
-}
-
-/// A boolean query parameter the way the API server reads it: present, and
-/// its first value is neither `0` nor `false` (an empty value counts as true).
-fn query_flag(query: &str, name: &str) -> bool {
-    query
-        .split('&')
-        .filter_map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (key == name).then_some(value)
-        })
-        .next()
-        .is_some_and(|value| value != "0" && !value.eq_ignore_ascii_case("false"))
 }
 
 #[cfg(test)]
@@ -186,7 +318,11 @@ mod tests {
             "/api/v1/configmaps?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
             "/api/v1/configmaps?sendInitialEvents=true",
         ] {
-            assert_eq!(kind(Method::GET, uri, &[]), RequestKind::Watch, "{uri}");
+            assert_eq!(
+                kind(Method::GET, uri, &[]),
+                RequestKind::Stream(StreamKind::Watch),
+                "{uri}"
+            );
         }
         for uri in [
             "/api/v1/namespaces/a/configmaps",
@@ -216,10 +352,28 @@ mod tests {
         ] {
             assert_eq!(kind(Method::GET, uri, &[]), RequestKind::Discovery, "{uri}");
         }
-        for uri in ["/api/v1/pods", "/apis/apps/v1/deployments", "/versions"] {
+        for uri in ["/api/v1/pods", "/apis/apps/v1/deployments"] {
             assert_eq!(kind(Method::GET, uri, &[]), RequestKind::Short, "{uri}");
         }
-        assert_eq!(kind(Method::POST, "/api", &[]), RequestKind::Short);
+        // Not discovery, and not anything the proxy knows: lock-checked and registered.
+        for uri in [
+            "/versions",
+            "/openapi/v3/apis/apps/v1/extra",
+            "/openapi/../api/v1/pods",
+            "/",
+            "/healthz",
+            "/logs/kube-apiserver.log",
+        ] {
+            assert_ne!(kind(Method::GET, uri, &[]), RequestKind::Discovery, "{uri}");
+        }
+        assert_eq!(
+            kind(Method::GET, "/logs/kube-apiserver.log", &[]),
+            RequestKind::Stream(StreamKind::Raw)
+        );
+        assert_eq!(
+            kind(Method::POST, "/api", &[]),
+            RequestKind::Stream(StreamKind::Raw)
+        );
     }
 
     #[test]
@@ -230,7 +384,7 @@ mod tests {
                 "/api/v1/namespaces/a/pods/p/log?follow=true&container=c",
                 &[]
             ),
-            RequestKind::FollowLogs
+            RequestKind::Stream(StreamKind::FollowLogs)
         );
         assert_eq!(
             kind(Method::GET, "/api/v1/namespaces/a/pods/p/log", &[]),
@@ -270,12 +424,13 @@ mod tests {
         let bad = [("connection", "upgrade"), ("upgrade", "gopher")];
         assert!(matches!(
             kind(Method::GET, "/api/v1/namespaces/a/pods/p/exec", &bad),
-            RequestKind::BadUpgrade(message) if message.contains("gopher")
+            RequestKind::BadRequest(message) if message.contains("gopher")
         ));
+        // A lone Upgrade header is no upgrade; exec without one still streams if it ever ran.
         let lone = [("upgrade", "websocket")];
         assert_eq!(
             kind(Method::GET, "/api/v1/namespaces/a/pods/p/exec", &lone),
-            RequestKind::Short
+            RequestKind::Stream(StreamKind::Raw)
         );
         let h2c = [
             ("connection", "Upgrade, HTTP2-Settings"),
@@ -283,7 +438,73 @@ mod tests {
         ];
         assert_eq!(
             kind(Method::GET, "/api/v1/pods?watch=1", &h2c),
-            RequestKind::Watch
+            RequestKind::Stream(StreamKind::Watch)
+        );
+    }
+
+    #[test]
+    fn encodings_are_read_as_the_api_server_reads_them() {
+        for uri in [
+            "/api/v1/namespaces/a/configmaps?%77atch=true",
+            "/api/v1/namespaces/a/configmaps?w%61tch=1",
+            "/api/v1/namespaces/a/config%6Daps?watch",
+            "/api/v1/%77atch/namespaces/a/configmaps",
+            "/api/v1/configmaps?watch=+1",
+        ] {
+            assert_eq!(
+                kind(Method::GET, uri, &[]),
+                RequestKind::Stream(StreamKind::Watch),
+                "{uri}"
+            );
+        }
+        assert_eq!(
+            kind(
+                Method::GET,
+                "/api/v1/namespaces/a/pods/p/log?fol%6Cow=true",
+                &[]
+            ),
+            RequestKind::Stream(StreamKind::FollowLogs)
+        );
+        for uri in ["/%61pi", "/ap%69/v1", "/api/v1/", "/apis/apps/v1/"] {
+            assert_eq!(kind(Method::GET, uri, &[]), RequestKind::Discovery, "{uri}");
+        }
+        for uri in [
+            "/api%2Fv1/pods",
+            "/api/v1/namespaces/a/pods/p%2Flog?follow=1",
+            "/api/v1/namespaces/a/%2e%2e/b/pods",
+            "/api/v1/configmaps?watch=1;x=1",
+            "/api/v1/configmaps?%zz=1",
+        ] {
+            assert!(
+                matches!(kind(Method::GET, uri, &[]), RequestKind::BadRequest(_)),
+                "{uri}"
+            );
+        }
+    }
+
+    #[test]
+    fn proxies_and_unknown_forms_stream() {
+        for (method, uri) in [
+            (Method::GET, "/api/v1/nodes/n1/proxy/logs/"),
+            (Method::POST, "/api/v1/namespaces/a/pods/p:8080/proxy/x"),
+            (Method::GET, "/api/v1/namespaces/a/services/s/proxy"),
+            (Method::GET, "/api/v1/proxy/namespaces/a/pods/p"),
+            (Method::POST, "/api/v1/namespaces/a/pods/p/exec?command=sh"),
+            (Method::GET, "/metrics"),
+        ] {
+            assert_eq!(
+                kind(method.clone(), uri, &[]),
+                RequestKind::Stream(StreamKind::Raw),
+                "{method} {uri}"
+            );
+        }
+        assert_eq!(
+            kind(Method::GET, "/api/v1/namespaces/a/status", &[]),
+            RequestKind::Short
+        );
+        assert_eq!(
+            kind(Method::PUT, "/api/v1/namespaces/a/finalize", &[]),
+            RequestKind::Short
         );
     }
 }

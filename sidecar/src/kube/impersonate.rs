@@ -1,18 +1,30 @@
 //! Impersonation, both ways. Clients may never impersonate through the proxy:
-//! any `Impersonate-*` header is refused. Upstream, the proxy speaks with its
-//! own credentials and impersonates the authenticated user: `Impersonate-User`,
-//! one `Impersonate-Group` per group, and `Impersonate-Extra-*` for the
-//! Deadbolt attributes the API server's audit log should carry.
+//! a request with any `Impersonate-*` header is refused, as a tower layer
+//! (discovery excepted: it is served as the authenticated user, the header
+//! stripped, because kubectl cannot show a refusal there). Upstream, the proxy
+//! speaks with its own credentials and impersonates the authenticated user:
+//! `Impersonate-User`, one `Impersonate-Group` per group its credential and
+//! roles give it ([`deadbolt_api::access::kubernetes_groups`]), and
+//! `Impersonate-Extra-*` for the Deadbolt attributes the API server's audit
+//! log should carry.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
 
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_api::replica::ViewReplica;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use tower::{Layer, Service};
+
+use super::body::ProxyBody;
+use super::classify::RequestKind;
+use super::{BoxResponse, status};
+use crate::audit::SessionFacts;
+use crate::gate::Gate;
 
 /// Every impersonation header starts with this (`Impersonate-User`, `-Group`, `-Uid`, `-Extra-*`).
 const IMPERSONATE_PREFIX: &str = "impersonate-";
-/// The group every authenticated user has; the API server adds it to an
-/// impersonated user by itself, so the proxy needs no permission to impersonate it.
-const ALL_AUTHENTICATED: &str = "system:authenticated";
 
 /// Extra key: the Deadbolt session id of the request.
 pub const EXTRA_SESSION_ID: &str = "deadbolt.dev/session-id";
@@ -49,37 +61,15 @@ pub struct Impersonation {
 }
 
 impl Impersonation {
-    /// The impersonation of `principal`, whose AccessRoles are `roles`, for session `session_id`.
-    /// Groups: the authenticated ones plus what the roles' `allow.kubernetesGroups`
-    /// grant, minus what any role's `deny.kubernetesGroups` names (`*` denies
-    /// every group); never `system:authenticated`, which the API server adds.
+    /// The impersonation of `principal`, whose AccessRoles are `roles`, for
+    /// session `session_id`, with the groups the access rules give it.
     pub fn new(
         principal: &CertIdentity,
         replica: &ViewReplica,
         roles: &[String],
         session_id: &str,
     ) -> Self {
-        let specs: Vec<_> = roles.iter().filter_map(|role| replica.role(role)).collect();
-        let denied: Vec<&String> = specs
-            .iter()
-            .flat_map(|spec| &spec.deny.kubernetes_groups)
-            .collect();
-        let deny_all = denied.iter().any(|group| *group == "*");
-        let mut groups: Vec<String> = principal
-            .groups
-            .iter()
-            .chain(specs.iter().flat_map(|spec| &spec.allow.kubernetes_groups))
-            .filter(|group| {
-                !group.is_empty()
-                    && *group != "*"
-                    && *group != ALL_AUTHENTICATED
-                    && !deny_all
-                    && !denied.contains(group)
-            })
-            .cloned()
-            .collect();
-        groups.sort();
-        groups.dedup();
+        let groups = replica.kubernetes_groups(&principal.user, &principal.groups, roles);
 
         let mut extra = vec![(EXTRA_SESSION_ID, session_id.to_string())];
         extra.extend(
@@ -147,6 +137,67 @@ pub fn extra_header_name(key: &str) -> String {
     name
 }
 
+/// Refuses, with 403, every request but discovery that asks to impersonate.
+#[derive(Clone)]
+pub struct RefuseImpersonationLayer {
+    gate: Gate,
+}
+
+impl RefuseImpersonationLayer {
+    /// Refusals are audited through `gate`.
+    pub fn new(gate: Gate) -> Self {
+        Self { gate }
+    }
+}
+
+impl<S> Layer<S> for RefuseImpersonationLayer {
+    type Service = RefuseImpersonation<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RefuseImpersonation {
+            inner,
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+/// The service [`RefuseImpersonationLayer`] builds.
+#[derive(Clone)]
+pub struct RefuseImpersonation<S> {
+    inner: S,
+    gate: Gate,
+}
+
+impl<S, B> Service<Request<B>> for RefuseImpersonation<S>
+where
+    S: Service<Request<B>, Response = Response<ProxyBody>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = BoxResponse;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> BoxResponse {
+        let discovery = matches!(
+            request.extensions().get::<RequestKind>(),
+            Some(RequestKind::Discovery)
+        );
+        if !discovery && let Some(header) = requested_impersonation(request.headers()) {
+            let message = refusal(header);
+            if let Some(facts) = request.extensions().get::<SessionFacts>() {
+                self.gate.reject(facts, &message);
+            }
+            let response = status::response(StatusCode::FORBIDDEN, &message);
+            return Box::pin(async move { Ok(response) });
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,7 +239,7 @@ mod tests {
             user: "alice".into(),
             groups: vec![
                 "cluster-admins".into(),
-                ALL_AUTHENTICATED.into(),
+                deadbolt_api::access::ALL_AUTHENTICATED.into(),
                 "sre".into(),
             ],
             mfa_device: Some("d6c06a18-e147-4232-9dfe-6f83a28d5850".into()),

@@ -363,8 +363,12 @@ impl Framing for FrameTracker {
     }
 }
 
+/// Error streams remembered at most (a port-forward opens one per connection).
+const MAX_ERROR_STREAMS: usize = 1024;
+
 /// Follows the client's frames to learn its streams' types from their
-/// compressed headers: the error stream of an exec is where a cut's `Status` goes.
+/// compressed headers: the error stream of an exec, or of each connection of
+/// a port-forward, is where a cut's message goes.
 #[derive(Default)]
 pub struct StreamWatcher {
     header: [u8; 8],
@@ -373,14 +377,19 @@ pub struct StreamWatcher {
     /// The payload of a header-carrying control frame being collected.
     collecting: Option<Vec<u8>>,
     inflater: HeaderInflater,
-    error_stream: Option<u32>,
+    error_streams: Vec<u32>,
     lost: bool,
 }
 
 impl StreamWatcher {
-    /// The stream the client opened with `streamtype: error`, once seen.
+    /// The first stream the client opened with `streamtype: error`, once seen.
     pub fn error_stream(&self) -> Option<u32> {
-        if self.lost { None } else { self.error_stream }
+        self.error_streams().first().copied()
+    }
+
+    /// Every stream the client opened with `streamtype: error`, in order.
+    pub fn error_streams(&self) -> &[u32] {
+        if self.lost { &[] } else { &self.error_streams }
     }
 
     /// Consumes client→server bytes. After anything unreadable it stops
@@ -448,8 +457,8 @@ impl StreamWatcher {
                 let is_error = headers.iter().any(|(name, value)| {
                     name.eq_ignore_ascii_case("streamtype") && value == "error"
                 });
-                if is_error && self.error_stream.is_none() {
-                    self.error_stream = Some(stream);
+                if is_error && self.error_streams.len() < MAX_ERROR_STREAMS {
+                    self.error_streams.push(stream);
                 }
             }
             Err(error) => {

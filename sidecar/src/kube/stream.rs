@@ -1,8 +1,10 @@
-//! Long-running responses — watches and followed logs — relayed chunk by
-//! chunk while their session is registered, and cut at a unit boundary with a
-//! notice the client understands: a watch `ERROR` event carrying the `Status`,
-//! or the lock message as the last log line. The relay never lets a notice
-//! land inside an event.
+//! Long-running responses — watches, followed logs, proxied and unrecognised
+//! responses — relayed chunk by chunk while their session is registered, and
+//! cut at a unit boundary with a notice the client understands: a watch
+//! `ERROR` event carrying the `Status`, or the lock message as the last log
+//! line. The relay never lets a notice land inside an event. A response the
+//! proxy cannot frame is reset, so the client sees it broken off rather than
+//! complete.
 
 use bytes::Bytes;
 use deadbolt_api::engine::Denial;
@@ -13,7 +15,8 @@ use tokio::sync::mpsc;
 
 use super::body::{ProxyBody, boxed};
 use super::status;
-use super::upstream::{Guarded, returned_headers};
+use super::strip_header::returned_headers;
+use super::upstream::Guarded;
 use crate::framing::{Framing, LengthPrefixed, Lines};
 use crate::gate::{Ending, LiveSession};
 use crate::io::CUT_GRACE;
@@ -28,6 +31,8 @@ pub enum StreamKind {
     Watch,
     /// `kubectl logs -f`: a cut appends the message as a last line.
     FollowLogs,
+    /// A `*/proxy/*` response or one the proxy does not recognise: a cut resets it.
+    Raw,
 }
 
 /// How a cut ends the stream.
@@ -63,7 +68,7 @@ fn framing_for(kind: StreamKind, content_type: &str) -> (Option<Box<dyn Framing>
         StreamKind::Watch if content_type.contains("json") || content_type.is_empty() => {
             (Some(Box::new(Lines::default())), Notice::JsonWatchEvent)
         }
-        StreamKind::Watch => (None, Notice::Silent),
+        StreamKind::Watch | StreamKind::Raw => (None, Notice::Silent),
     }
 }
 
@@ -152,6 +157,8 @@ async fn cut(
     denial: Denial,
 ) -> Ending {
     let Some(framing) = framing else {
+        let reset = Err(BodyAborted(denial.message().to_string()));
+        let _ = tokio::time::timeout(CUT_GRACE, sender.send(reset)).await;
         return Ending::Cut(denial);
     };
     let finished = tokio::time::timeout(CUT_GRACE, finish_unit(body, sender, framing))

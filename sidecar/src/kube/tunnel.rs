@@ -7,6 +7,7 @@ use deadbolt_api::engine::Denial;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
+use super::classify::Subresource;
 use super::spdy;
 use super::status;
 use super::websocket::{self, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, FrameTracker};
@@ -42,12 +43,12 @@ pub struct WebSocketTunnel {
 }
 
 impl WebSocketTunnel {
-    /// A tunnel for the negotiated `subprotocol`; `error_channel` for exec and attach.
-    pub fn new(subprotocol: &str, error_channel: bool) -> Self {
+    /// A tunnel for the negotiated `subprotocol`, upgraded for `subresource`.
+    pub fn new(subprotocol: &str, subresource: Subresource) -> Self {
         Self {
             frames: FrameTracker::default(),
             subprotocol: subprotocol.to_string(),
-            error_channel,
+            error_channel: matches!(subresource, Subresource::Exec | Subresource::Attach),
         }
     }
 }
@@ -78,17 +79,19 @@ impl Tunnel for WebSocketTunnel {
 
 /// A SPDY/3.1 session. For exec and attach, a cut writes the `Status` (or,
 /// before `v4.channel.k8s.io`, the message) on the error stream the client
-/// opened, with FIN, so client-go reports it; port-forwards are just closed.
+/// opened, with FIN, so client-go reports it. For a port-forward it writes the
+/// message on the error stream of every forwarded connection, which kubectl
+/// prints as `an error occurred forwarding …: <message>`.
 pub struct SpdyTunnel {
     frames: spdy::FrameTracker,
     client_streams: spdy::StreamWatcher,
     status_json: bool,
-    error_channel: bool,
+    subresource: Subresource,
 }
 
 impl SpdyTunnel {
-    /// A tunnel for the negotiated `X-Stream-Protocol-Version`; `error_channel` for exec and attach.
-    pub fn new(stream_protocol: &str, error_channel: bool) -> Self {
+    /// A tunnel for the negotiated `X-Stream-Protocol-Version`, upgraded for `subresource`.
+    pub fn new(stream_protocol: &str, subresource: Subresource) -> Self {
         let version = stream_protocol
             .trim()
             .strip_prefix('v')
@@ -99,14 +102,14 @@ impl SpdyTunnel {
             frames: spdy::FrameTracker::default(),
             client_streams: spdy::StreamWatcher::default(),
             status_json: version >= 4,
-            error_channel,
+            subresource,
         }
     }
 }
 
 impl Tunnel for SpdyTunnel {
     fn client_bytes(&mut self, data: &[u8]) {
-        if self.error_channel {
+        if self.subresource != Subresource::Other {
             self.client_streams.advance(data);
         }
     }
@@ -116,17 +119,30 @@ impl Tunnel for SpdyTunnel {
     }
 
     fn notice(&self, denial: &Denial) -> Option<Vec<u8>> {
-        if !self.error_channel {
-            return None;
-        }
-        let stream = self.client_streams.error_stream()?;
         let message = denial.message();
-        let payload = if self.status_json {
-            status::failure_bytes(StatusCode::FORBIDDEN, message).to_vec()
-        } else {
-            message.as_bytes().to_vec()
-        };
-        Some(spdy::data_frame(stream, spdy::FLAG_FIN, &payload))
+        match self.subresource {
+            Subresource::Exec | Subresource::Attach => {
+                let stream = self.client_streams.error_stream()?;
+                let payload = if self.status_json {
+                    status::failure_bytes(StatusCode::FORBIDDEN, message).to_vec()
+                } else {
+                    message.as_bytes().to_vec()
+                };
+                Some(spdy::data_frame(stream, spdy::FLAG_FIN, &payload))
+            }
+            Subresource::PortForward => {
+                let notice: Vec<u8> = self
+                    .client_streams
+                    .error_streams()
+                    .iter()
+                    .flat_map(|stream| {
+                        spdy::data_frame(*stream, spdy::FLAG_FIN, message.as_bytes())
+                    })
+                    .collect();
+                (!notice.is_empty()).then_some(notice)
+            }
+            Subresource::Other => None,
+        }
     }
 }
 
@@ -248,7 +264,7 @@ mod tests {
             lock: "l".into(),
             message: "locked".into(),
         };
-        let exec = WebSocketTunnel::new("v5.channel.k8s.io", true);
+        let exec = WebSocketTunnel::new("v5.channel.k8s.io", Subresource::Exec);
         let notice = exec.notice(&denial).unwrap();
         assert_eq!(notice[0], 0x82);
         assert_eq!(notice[2], 3);
@@ -256,7 +272,7 @@ mod tests {
         assert!(text.contains(r#""message":"locked""#));
         assert!(notice.ends_with(&[0x88, 2, 0x03, 0xe8]));
 
-        let forward = WebSocketTunnel::new("SPDY/3.1+portforward.k8s.io", false);
+        let forward = WebSocketTunnel::new("SPDY/3.1+portforward.k8s.io", Subresource::PortForward);
         let notice = forward.notice(&denial).unwrap();
         assert_eq!(&notice[..4], &[0x88, 8, 0x03, 0xf0]);
         assert!(notice.ends_with(b"locked"));

@@ -4,7 +4,6 @@
 //! connections requests travel on — a pool of HTTP/2 connections for ordinary
 //! requests and watches, and a fresh HTTP/1.1 connection per upgrade.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use http_body_util::Empty;
@@ -453,140 +452,7 @@ impl Body for Guarded {
     }
 }
 
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus
-/// what the client may not decide upstream.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// The client's headers as forwarded: without hop-by-hop headers (kept for
-/// an upgrade, which needs `Connection` and `Upgrade`), without `Host`, and
-/// never the client's `Authorization` or `Impersonate-*` headers. The
-/// client's address is appended to `X-Forwarded-For` for the API server's audit log.
-pub fn forwarded_headers(client: &HeaderMap, upgrade: bool, remote: SocketAddr) -> HeaderMap {
-    let listed_in_connection: Vec<String> = client
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(|token| token.trim().to_ascii_lowercase())
-        .collect();
-    let mut headers = HeaderMap::with_capacity(client.len() + 8);
-    for (name, value) in client {
-        let lowered = name.as_str();
-        let hop =
-            HOP_BY_HOP.contains(&lowered) || listed_in_connection.iter().any(|t| t == lowered);
-        let upgrade_header = lowered == "connection" || lowered == "upgrade";
-        if (hop && !(upgrade && upgrade_header))
-            || *name == header::HOST
-            || *name == header::AUTHORIZATION
-            || lowered.starts_with("impersonate-")
-        {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
-    }
-    if upgrade {
-        // Only the upgrade tokens: `keep-alive` and friends describe the client's hop.
-        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    }
-    let forwarded_for = HeaderName::from_static("x-forwarded-for");
-    let chain = match client.get(&forwarded_for).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {}", remote.ip()),
-        None => remote.ip().to_string(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&chain) {
-        headers.insert(forwarded_for, value);
-    }
-    headers
-}
-
-/// The upstream's response headers as relayed to the client: without
-/// hop-by-hop headers, except on a `101`, whose `Connection`/`Upgrade` complete
-/// the client's handshake.
-pub fn returned_headers(upstream: &HeaderMap, switching_protocols: bool) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(upstream.len());
-    for (name, value) in upstream {
-        let lowered = name.as_str();
-        let upgrade_header = lowered == "connection" || lowered == "upgrade";
-        if HOP_BY_HOP.contains(&lowered) && !(switching_protocols && upgrade_header) {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
-    }
-    headers
-}
-
 /// Boxes an upstream body for the client.
 pub fn relay_body(body: Guarded) -> ProxyBody {
     boxed(body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        map
-    }
-
-    #[test]
-    fn the_clients_credentials_and_hop_headers_stay_behind() {
-        let client = headers(&[
-            ("authorization", "Bearer user-token"),
-            ("host", "proxy:8443"),
-            ("connection", "keep-alive, x-hop"),
-            ("x-hop", "1"),
-            ("keep-alive", "timeout=5"),
-            ("te", "trailers"),
-            ("accept", "application/json"),
-            ("x-forwarded-for", "10.0.0.1"),
-            ("impersonate-user", "admin"),
-        ]);
-        let remote: SocketAddr = "192.0.2.7:5555".parse().unwrap();
-        let forwarded = forwarded_headers(&client, false, remote);
-        let names: Vec<_> = forwarded.keys().map(HeaderName::as_str).collect();
-        assert_eq!(names, ["accept", "x-forwarded-for"]);
-        assert_eq!(forwarded["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
-
-        let upgrade = headers(&[
-            ("authorization", "Bearer user-token"),
-            ("connection", "Upgrade"),
-            ("upgrade", "websocket"),
-            ("sec-websocket-protocol", "v5.channel.k8s.io"),
-        ]);
-        let forwarded = forwarded_headers(&upgrade, true, remote);
-        assert_eq!(forwarded["connection"], "Upgrade");
-        assert_eq!(forwarded["upgrade"], "websocket");
-        assert!(forwarded.get("authorization").is_none());
-    }
-
-    #[test]
-    fn responses_lose_hop_headers_unless_switching_protocols() {
-        let upstream = headers(&[
-            ("connection", "Upgrade"),
-            ("upgrade", "SPDY/3.1"),
-            ("x-stream-protocol-version", "v4.channel.k8s.io"),
-            ("transfer-encoding", "chunked"),
-        ]);
-        let plain = returned_headers(&upstream, false);
-        assert_eq!(plain.len(), 1);
-        let switching = returned_headers(&upstream, true);
-        assert_eq!(switching.len(), 3);
-    }
 }

@@ -1,8 +1,10 @@
 //! The MySQL/MariaDB proxy: its own greeting, TLS, authentication by
 //! Deadbolt certificate or bearer token (`mysql_clear_password` inside TLS),
-//! the lock check, the upstream login as the requested database user, then a
-//! packet-aware relay that cuts the session with the lock's message in an
-//! `ERR` packet when a lock arrives.
+//! the upstream login as the requested database user, then a packet-aware
+//! relay that cuts the session with the lock's message in an `ERR` packet
+//! when a lock arrives. The session's life (access and lock checks, audit)
+//! is the shared driver's ([`crate::database`]); this module says how each
+//! step looks on MySQL's wire.
 //!
 //! Clients without a certificate send their token as a cleartext password:
 //! MySQL's `mysql` client needs `--enable-cleartext-plugin` for that (and
@@ -24,28 +26,29 @@ pub mod fuzzing {
 
 pub use upstream::{ServerProfile, UpstreamConfig, UpstreamError};
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use deadbolt_api::access::Refusal;
 use deadbolt_api::credential::CertIdentity;
+use deadbolt_runtime::shutdown::Shutdown;
 use mysql_common::constants::CapabilityFlags;
 use rustls::ServerConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::audit::SessionFacts;
-use crate::gate::{Ending, Gate};
+use crate::database::{self, DatabaseProtocol, LoggedIn, Login};
+use crate::gate::{Ending, Gate, LiveSession};
 use crate::identity::Authenticator;
-use deadbolt_runtime::listener::accept_until;
-use deadbolt_runtime::shutdown::Shutdown;
 use handshake::{Greeting, Opened};
-use upstream::Login;
 
-/// How long a client has from connecting to being authenticated; a
-/// half-finished handshake is closed after it.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connection attributes the proxy adds to the upstream login: who is behind
+/// the session, for the database's own records (`performance_schema`).
+const ATTRIBUTE_PREFIX: &str = "deadbolt_";
+const ATTRIBUTE_USER: &str = "deadbolt_user";
+const ATTRIBUTE_SESSION: &str = "deadbolt_session";
 /// How long the upstream has to accept the login.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// What clients see as the server version until the upstream has greeted the proxy.
@@ -147,16 +150,12 @@ impl MysqlProxy {
         }
     }
 
-    /// Accepts connections until shutdown; each runs in its own task, so one
-    /// client's bad input never touches another's session.
+    /// Accepts connections until shutdown.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
         let learning = self.clone();
         tokio::spawn(async move { learning.learn_upstream().await });
-        accept_until(&listener, &shutdown, "mysql", |tcp, remote| {
-            let proxy = self.clone();
-            async move { proxy.handle(tcp, remote).await }
-        })
-        .await;
+        let gate = self.gate.clone();
+        database::serve(self, gate, listener, shutdown).await;
     }
 
     /// The greeting for a new client, mirroring the upstream when known.
@@ -180,92 +179,11 @@ impl MysqlProxy {
         }
     }
 
-    async fn handle(&self, tcp: TcpStream, remote: SocketAddr) {
-        let mut facts = SessionFacts::new(self.gate.view.server_id(), Some(remote));
-        let greeting = self.greeting();
-        let login =
-            tokio::time::timeout(LOGIN_TIMEOUT, self.login(tcp, &greeting, &mut facts)).await;
-        let (mut client, principal) = match login {
-            Ok(Ok(login)) => login,
-            Ok(Err(reason)) => {
-                tracing::info!(%remote, %reason, "connection refused");
-                return;
-            }
-            Err(_) => {
-                self.gate.metrics.protocol_errors.inc();
-                tracing::info!(%remote, "login timed out");
-                return;
-            }
-        };
-        let mut session = match self.gate.admit(&mut facts, &principal) {
-            Ok(session) => session,
-            Err(denial) => {
-                wire::send_error(
-                    &mut client.stream,
-                    client.next_seq,
-                    wire::ACCESS_DENIED,
-                    denial.message(),
-                )
-                .await;
-                return;
-            }
-        };
-        let hello = &client.hello;
-        let capabilities = hello
-            .capabilities
-            .intersection(greeting.capabilities)
-            .intersection(SESSION_CAPABILITIES);
-        let opened = self
-            .open_upstream(hello, capabilities, &principal, &session.facts().sid)
-            .await;
-        let mut upstream = match opened {
-            Ok(upstream) => upstream,
-            Err(error) => {
-                let message = error.to_string();
-                wire::send_error(&mut client.stream, client.next_seq, error.code(), &message).await;
-                session.finish(Ending::Failed(message));
-                return;
-            }
-        };
-        // A lock that arrived during the upstream login refuses the session
-        // before it starts.
-        if let Some(denial) = session.admission.handle.cut_reason() {
-            let (quit, _) = wire::frame(0, &[exchange::COM_QUIT]);
-            let _ = upstream.stream.write_all(&quit).await;
-            wire::send_error(
-                &mut client.stream,
-                client.next_seq,
-                wire::ACCESS_DENIED,
-                denial.message(),
-            )
-            .await;
-            session.finish(Ending::Cut(denial));
-            return;
-        }
-        if let Err(error) =
-            wire::write_payload(&mut client.stream, client.next_seq, &upstream.ok).await
-        {
-            session.finish(Ending::Failed(error.to_string()));
-            return;
-        }
-        let ending = relay::relay(
-            &mut client.stream,
-            &mut upstream.stream,
-            &mut session,
-            capabilities,
-        )
-        .await;
-        let was_cut = matches!(ending, Ending::Cut(_));
-        session.finish(ending);
-        if was_cut {
-            relay::linger(&mut client.stream).await;
-        }
-    }
-
     /// Logs in to the upstream as the client's database user, with the
     /// client's schema, collation and connection attributes (plus who is
-    /// behind the session, for the database's own records).
-    async fn open_upstream(
+    /// behind the session, for the database's own records; a client cannot
+    /// set those attributes itself).
+    async fn login_upstream(
         &self,
         hello: &handshake::ClientHello,
         capabilities: CapabilityFlags,
@@ -273,9 +191,16 @@ impl MysqlProxy {
         sid: &str,
     ) -> Result<upstream::Upstream, UpstreamError> {
         let mut attributes = hello.attributes.clone();
-        attributes.push(("deadbolt_user".into(), principal.user.clone()));
-        attributes.push(("deadbolt_session".into(), sid.to_string()));
-        let login = Login {
+        attributes.retain(|(name, _)| {
+            let own = is_attribution_attribute(name);
+            if own {
+                tracing::info!(attribute = %name, "dropped a client connection attribute that only the proxy may set");
+            }
+            !own
+        });
+        attributes.push((ATTRIBUTE_USER.into(), principal.user.clone()));
+        attributes.push((ATTRIBUTE_SESSION.into(), sid.to_string()));
+        let login = upstream::Login {
             user: &hello.user,
             database: hello.database.as_deref(),
             capabilities,
@@ -298,39 +223,71 @@ impl MysqlProxy {
             })
     }
 
-    /// Greeting, TLS, handshake response and client authentication. `Err`
-    /// when refused (the client was told when it could be).
-    async fn login(
+    /// Refuses a login: tells the client, audits, and says why.
+    async fn refuse_login(
         &self,
-        tcp: TcpStream,
-        greeting: &Greeting,
-        facts: &mut SessionFacts,
-    ) -> Result<(Opened, CertIdentity), String> {
-        let mut opened = handshake::open(tcp, self.tls.clone(), self.allow_plaintext, greeting)
-            .await
-            .map_err(|error| {
-                self.gate.metrics.protocol_errors.inc();
-                error.to_string()
-            })?;
+        opened: &mut Opened,
+        facts: &SessionFacts,
+        code: wire::ErrorCode,
+        reason: String,
+    ) -> Login<Client> {
+        wire::send_error(&mut opened.stream, opened.next_seq, code, &reason).await;
+        self.gate.reject(facts, &reason);
+        Login::Refused(reason)
+    }
+}
+
+/// Whether a connection attribute is one the proxy sets to say who is behind
+/// a session (`deadbolt_*`, in any case).
+fn is_attribution_attribute(name: &str) -> bool {
+    name.trim()
+        .to_ascii_lowercase()
+        .starts_with(ATTRIBUTE_PREFIX)
+}
+
+/// A logged-in MySQL client.
+pub struct Client {
+    opened: Opened,
+    /// The session capabilities both sides speak.
+    capabilities: CapabilityFlags,
+}
+
+impl DatabaseProtocol for MysqlProxy {
+    type Client = Client;
+    type Upstream = upstream::Upstream;
+    type UpstreamError = UpstreamError;
+    const NAME: &'static str = "mysql";
+
+    /// Greeting, TLS, handshake response and client authentication.
+    async fn login(&self, tcp: TcpStream, facts: &mut SessionFacts) -> Login<Client> {
+        let greeting = self.greeting();
+        let mut opened =
+            match handshake::open(tcp, self.tls.clone(), self.allow_plaintext, &greeting).await {
+                Ok(opened) => opened,
+                Err(error) => {
+                    self.gate.metrics.protocol_errors.inc();
+                    return Login::Refused(error.to_string());
+                }
+            };
         if opened.hello.user.is_empty() {
-            let reason = "the handshake response names no user";
-            wire::send_error(
-                &mut opened.stream,
-                opened.next_seq,
-                wire::ACCESS_DENIED,
-                reason,
-            )
-            .await;
-            self.gate.reject(facts, reason);
-            return Err(reason.into());
+            let reason = "the handshake response names no user".to_string();
+            return self
+                .refuse_login(&mut opened, facts, wire::ACCESS_DENIED, reason)
+                .await;
         }
-        facts.login = Some(opened.hello.user.clone());
-        facts.db = opened.hello.database.clone();
+        let login = opened.hello.user.clone();
+        let db_name = opened.hello.database.clone().filter(|db| !db.is_empty());
+        facts.login = Some(login.clone());
+        facts.db = db_name.clone();
 
         let identity = match opened.certificate.take() {
             Some(certificate) => self.authenticator.from_certificate(&certificate),
             None => match handshake::read_clear_password(&mut opened, &greeting.scramble).await {
-                Ok(password) => self.authenticator.from_password(&password).await,
+                Ok(password) => {
+                    self.authenticator
+                        .from_password(&password, facts.remote)
+                        .await
+                }
                 Err(error) => {
                     self.gate.metrics.protocol_errors.inc();
                     let reason = error.to_string();
@@ -343,24 +300,104 @@ impl MysqlProxy {
                         )
                         .await;
                     }
-                    return Err(reason);
+                    return Login::Refused(reason);
                 }
             },
         };
         match identity {
-            Ok(identity) => Ok((opened, identity)),
+            Ok(principal) => {
+                let capabilities = opened
+                    .hello
+                    .capabilities
+                    .intersection(greeting.capabilities)
+                    .intersection(SESSION_CAPABILITIES);
+                Login::Session(LoggedIn {
+                    client: Client {
+                        opened,
+                        capabilities,
+                    },
+                    principal,
+                    login,
+                    db_name,
+                })
+            }
             Err(error) => {
-                let reason = error.to_string();
-                wire::send_error(
-                    &mut opened.stream,
-                    opened.next_seq,
-                    wire::ACCESS_DENIED,
-                    &reason,
-                )
-                .await;
-                self.gate.reject(facts, &reason);
-                Err(reason)
+                self.refuse_login(&mut opened, facts, wire::ACCESS_DENIED, error.to_string())
+                    .await
             }
         }
+    }
+
+    async fn refuse(&self, client: &mut Client, refusal: &Refusal) {
+        let opened = &mut client.opened;
+        wire::send_error(
+            &mut opened.stream,
+            opened.next_seq,
+            wire::ACCESS_DENIED,
+            refusal.message(),
+        )
+        .await;
+    }
+
+    async fn open_upstream(
+        &self,
+        client: &mut Client,
+        principal: &CertIdentity,
+        session: &LiveSession,
+    ) -> Result<upstream::Upstream, UpstreamError> {
+        self.login_upstream(
+            &client.opened.hello,
+            client.capabilities,
+            principal,
+            &session.facts().sid,
+        )
+        .await
+    }
+
+    async fn refuse_upstream(&self, client: &mut Client, error: &UpstreamError) {
+        let opened = &mut client.opened;
+        wire::send_error(
+            &mut opened.stream,
+            opened.next_seq,
+            error.code(),
+            &error.to_string(),
+        )
+        .await;
+    }
+
+    async fn abandon(&self, mut upstream: upstream::Upstream) {
+        let (quit, _) = wire::frame(0, &[exchange::COM_QUIT]);
+        let _ = upstream.stream.write_all(&quit).await;
+        let _ = upstream.stream.shutdown().await;
+    }
+
+    async fn accept(
+        &self,
+        client: &mut Client,
+        upstream: &mut upstream::Upstream,
+    ) -> std::io::Result<()> {
+        let opened = &mut client.opened;
+        wire::write_payload(&mut opened.stream, opened.next_seq, &upstream.ok)
+            .await
+            .map(|_| ())
+    }
+
+    async fn relay(
+        &self,
+        mut client: Client,
+        mut upstream: upstream::Upstream,
+        session: &mut LiveSession,
+    ) -> Ending {
+        let ending = relay::relay(
+            &mut client.opened.stream,
+            &mut upstream.stream,
+            session,
+            client.capabilities,
+        )
+        .await;
+        if matches!(ending, Ending::Cut(_)) {
+            relay::linger(&mut client.opened.stream).await;
+        }
+        ending
     }
 }

@@ -1,37 +1,40 @@
 //! The PostgreSQL proxy: TLS, authentication by Deadbolt certificate or bearer
-//! token, the lock check, the upstream login, then a frame-aware relay that
-//! cuts the session with the lock's message when a lock arrives.
+//! token, the startup parameters it passes on, the upstream login, then a
+//! frame-aware relay that cuts the session with the lock's message when a
+//! lock arrives. The session's life (access and lock checks, audit) is the
+//! shared driver's ([`crate::database`]); this module says how each step
+//! looks on PostgreSQL's wire.
 
+mod cancel;
 mod negotiate;
 mod relay;
+mod startup;
 mod upstream;
 pub mod wire;
 
+pub use cancel::CancelKeys;
 pub use negotiate::ALPN_POSTGRESQL;
 pub use upstream::{Passwords, UpstreamConfig, UpstreamTls};
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use deadbolt_api::access::Refusal;
 use deadbolt_api::credential::CertIdentity;
+use deadbolt_runtime::shutdown::Shutdown;
 use pgwire::messages::startup::{Authentication, Password, Startup};
 use rustls::ServerConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::audit::SessionFacts;
-use crate::gate::{Ending, Gate};
+use crate::database::{self, DatabaseProtocol, LoggedIn, Login};
+use crate::gate::{Ending, Gate, LiveSession};
 use crate::identity::Authenticator;
 use crate::io::ByteStream;
-use deadbolt_runtime::listener::accept_until;
-use deadbolt_runtime::shutdown::Shutdown;
 use negotiate::Opening;
+use upstream::UpstreamError;
 use wire::WireError;
 
-/// How long a client has from connecting to being authenticated; a
-/// half-finished handshake is closed after it.
-const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tokens are longer than passwords, but not this long.
 const MAX_PASSWORD_MESSAGE: usize = 64 * 1024;
 
@@ -47,79 +50,74 @@ pub struct PostgresProxy {
     pub upstream: UpstreamConfig,
     /// Accept clients that do not ask for TLS (off unless a flag says so).
     pub allow_plaintext: bool,
+    /// The backend keys of the sessions relayed now, which alone may be cancelled.
+    pub cancel_keys: CancelKeys,
+}
+
+/// A logged-in PostgreSQL client.
+pub struct Client {
+    stream: Box<dyn ByteStream>,
+    startup: Startup,
+}
+
+/// An upstream session, its backend key registered for cancellation.
+pub struct Upstream {
+    session: upstream::Upstream,
+    _cancel_key: Option<cancel::KeyGuard>,
 }
 
 impl PostgresProxy {
-    /// Accepts connections until shutdown; each runs in its own task, so one
-    /// client's bad input never touches another's session.
+    /// Accepts connections until shutdown.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
-        accept_until(&listener, &shutdown, "postgres", |tcp, remote| {
-            let proxy = self.clone();
-            async move { proxy.handle(tcp, remote).await }
-        })
-        .await;
+        let gate = self.gate.clone();
+        database::serve(self, gate, listener, shutdown).await;
     }
 
-    async fn handle(&self, tcp: TcpStream, remote: SocketAddr) {
-        let mut facts = SessionFacts::new(self.gate.view.server_id(), Some(remote));
-        let login = tokio::time::timeout(LOGIN_TIMEOUT, self.login(tcp, &mut facts)).await;
-        let (mut client, principal, startup) = match login {
-            Ok(Ok(Some(login))) => login,
-            Ok(Ok(None)) => return,
-            Ok(Err(reason)) => {
-                tracing::info!(%remote, %reason, "connection refused");
-                return;
-            }
-            Err(_) => {
-                self.gate.metrics.protocol_errors.inc();
-                tracing::info!(%remote, "login timed out");
-                return;
-            }
-        };
-        let mut session = match self.gate.admit(&mut facts, &principal) {
-            Ok(session) => session,
-            Err(denial) => {
-                wire::send_fatal(&mut client, wire::SQLSTATE_LOCKED, denial.message()).await;
-                return;
-            }
-        };
-        let upstream = match self.upstream.open(&startup).await {
-            Ok(upstream) => upstream,
-            Err(error) => {
-                wire::send_fatal(&mut client, wire::SQLSTATE_UPSTREAM, &error.to_string()).await;
-                session.finish(Ending::Failed(error.to_string()));
-                return;
-            }
-        };
-        let mut hello = wire::encode(&Authentication::Ok);
-        hello.extend_from_slice(&upstream.greeting);
-        if let Err(error) = client.write_all(&hello).await {
-            session.finish(Ending::Failed(error.to_string()));
+    /// Forwards a `CancelRequest` when it names a session this proxy relays.
+    async fn cancel(&self, packet: &[u8]) {
+        if !self.cancel_keys.is_live(packet) {
+            self.gate.metrics.protocol_errors.inc();
+            tracing::info!("dropped a cancel request for a backend this proxy does not relay");
             return;
         }
-        let ending = relay::relay(&mut client, upstream.stream, &mut session).await;
-        session.finish(ending);
+        if let Err(error) = upstream::forward_cancel(&self.upstream, packet).await {
+            tracing::warn!(%error, "cannot forward a cancel request");
+        }
     }
 
-    /// TLS, startup and client authentication. `Ok(None)` when the connection
-    /// was a cancel request; `Err` when it was refused (the client was told).
-    async fn login(
+    /// Refuses a login: tells the client, audits, and says why.
+    async fn refuse_login<C>(
         &self,
-        tcp: TcpStream,
-        facts: &mut SessionFacts,
-    ) -> Result<Option<(Box<dyn ByteStream>, CertIdentity, Startup)>, String> {
-        let opening = negotiate::open(tcp, self.tls.clone(), self.allow_plaintext)
-            .await
-            .map_err(|error| {
+        stream: &mut Box<dyn ByteStream>,
+        facts: &SessionFacts,
+        code: &str,
+        reason: String,
+    ) -> Login<C> {
+        wire::send_fatal(stream, code, &reason).await;
+        self.gate.reject(facts, &reason);
+        Login::Refused(reason)
+    }
+}
+
+impl DatabaseProtocol for PostgresProxy {
+    type Client = Client;
+    type Upstream = Upstream;
+    type UpstreamError = UpstreamError;
+    const NAME: &'static str = "postgres";
+
+    /// TLS, startup and client authentication.
+    async fn login(&self, tcp: TcpStream, facts: &mut SessionFacts) -> Login<Client> {
+        let opening = match negotiate::open(tcp, self.tls.clone(), self.allow_plaintext).await {
+            Ok(opening) => opening,
+            Err(error) => {
                 self.gate.metrics.protocol_errors.inc();
-                error.to_string()
-            })?;
+                return Login::Refused(error.to_string());
+            }
+        };
         let (mut stream, certificate, startup) = match opening {
             Opening::Cancel(packet) => {
-                if let Err(error) = upstream::forward_cancel(&self.upstream, &packet).await {
-                    tracing::warn!(%error, "cannot forward a cancel request");
-                }
-                return Ok(None);
+                self.cancel(&packet).await;
+                return Login::Handled;
             }
             Opening::Session {
                 stream,
@@ -133,39 +131,107 @@ impl PostgresProxy {
             .filter(|u| !u.is_empty())
             .cloned()
         else {
-            let reason = "the startup message names no user";
-            wire::send_fatal(&mut stream, wire::SQLSTATE_PROTOCOL, reason).await;
-            self.gate.reject(facts, reason);
-            return Err(reason.into());
+            let reason = "the startup message names no user".to_string();
+            return self
+                .refuse_login(&mut stream, facts, wire::SQLSTATE_PROTOCOL, reason)
+                .await;
         };
-        facts.db = Some(
-            startup
-                .parameters
-                .get("database")
-                .cloned()
-                .unwrap_or_else(|| login.clone()),
-        );
-        facts.login = Some(login);
+        let db_name = startup
+            .parameters
+            .get("database")
+            .filter(|d| !d.is_empty())
+            .cloned()
+            .unwrap_or_else(|| login.clone());
+        facts.db = Some(db_name.clone());
+        facts.login = Some(login.clone());
+        if let Err(reason) = startup::check(&startup.parameters) {
+            return self
+                .refuse_login(&mut stream, facts, wire::SQLSTATE_LOCKED, reason)
+                .await;
+        }
 
         let identity = match certificate {
             Some(certificate) => self.authenticator.from_certificate(&certificate),
             None => match read_password(&mut stream).await {
-                Ok(password) => self.authenticator.from_password(&password).await,
+                Ok(password) => {
+                    self.authenticator
+                        .from_password(&password, facts.remote)
+                        .await
+                }
                 Err(error) => {
                     self.gate.metrics.protocol_errors.inc();
-                    return Err(error.to_string());
+                    return Login::Refused(error.to_string());
                 }
             },
         };
         match identity {
-            Ok(identity) => Ok(Some((stream, identity, startup))),
+            Ok(principal) => Login::Session(LoggedIn {
+                client: Client { stream, startup },
+                principal,
+                login,
+                db_name: Some(db_name),
+            }),
             Err(error) => {
-                let reason = error.to_string();
-                wire::send_fatal(&mut stream, wire::SQLSTATE_BAD_PASSWORD, &reason).await;
-                self.gate.reject(facts, &reason);
-                Err(reason)
+                self.refuse_login(
+                    &mut stream,
+                    facts,
+                    wire::SQLSTATE_BAD_PASSWORD,
+                    error.to_string(),
+                )
+                .await
             }
         }
+    }
+
+    async fn refuse(&self, client: &mut Client, refusal: &Refusal) {
+        wire::send_fatal(&mut client.stream, wire::SQLSTATE_LOCKED, refusal.message()).await;
+    }
+
+    async fn open_upstream(
+        &self,
+        client: &mut Client,
+        _principal: &CertIdentity,
+        _session: &LiveSession,
+    ) -> Result<Upstream, UpstreamError> {
+        let session = self.upstream.open(&client.startup).await?;
+        let cancel_key = self.cancel_keys.register(&session.greeting);
+        Ok(Upstream {
+            session,
+            _cancel_key: cancel_key,
+        })
+    }
+
+    async fn refuse_upstream(&self, client: &mut Client, error: &UpstreamError) {
+        wire::send_fatal(
+            &mut client.stream,
+            wire::SQLSTATE_UPSTREAM,
+            &error.to_string(),
+        )
+        .await;
+    }
+
+    async fn abandon(&self, mut upstream: Upstream) {
+        let _ = upstream.session.stream.write_all(&relay::TERMINATE).await;
+        let _ = upstream.session.stream.shutdown().await;
+    }
+
+    async fn accept(&self, client: &mut Client, upstream: &mut Upstream) -> std::io::Result<()> {
+        let mut hello = wire::encode(&Authentication::Ok);
+        hello.extend_from_slice(&upstream.session.greeting);
+        client.stream.write_all(&hello).await
+    }
+
+    async fn relay(
+        &self,
+        mut client: Client,
+        upstream: Upstream,
+        session: &mut LiveSession,
+    ) -> Ending {
+        let Upstream {
+            session: upstream,
+            _cancel_key,
+        } = upstream;
+        relay::relay(&mut client.stream, upstream.stream, session).await
     }
 }
 

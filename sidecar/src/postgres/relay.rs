@@ -18,7 +18,7 @@ const BUFFER: usize = 16 * 1024;
 /// How long a cut session's server connection outlives the client's.
 const UPSTREAM_LINGER: Duration = Duration::from_millis(250);
 /// `Terminate`.
-const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
+pub(super) const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
 
 /// Relays until either side closes or the session is cut.
 pub async fn relay(

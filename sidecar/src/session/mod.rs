@@ -2,4 +2,4 @@
 
 mod registry;
 
-pub use registry::{SessionHandle, SessionId, SessionRegistry};
+pub use registry::{Reassessed, SessionHandle, SessionId, SessionRegistry, Subject};

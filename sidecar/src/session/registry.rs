@@ -1,10 +1,13 @@
 //! Live sessions, indexed by every target value they carry, so a new lock
 //! finds exactly the sessions it cuts with one lookup per lock field, and a
-//! stale view finds the strict sessions without a scan over the others.
+//! stale view finds the strict sessions without a scan over the others. Each
+//! session keeps who it is for, so a policy change (a role granted, a mode
+//! switched) can recompute its targets and mode.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use deadbolt_api::credential::CertIdentity;
 use deadbolt_api::engine::{Denial, LockEntry, Target};
 use deadbolt_api::resources::LockingMode;
 use tokio::sync::watch;
@@ -12,7 +15,28 @@ use tokio::sync::watch;
 /// A session's number within this proxy.
 pub type SessionId = u64;
 
+/// Who a session is for: what its targets and mode are computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    /// The authenticated principal.
+    pub principal: CertIdentity,
+    /// The login in use (the database user), if any.
+    pub login: Option<String>,
+}
+
+/// A session's targets and mode as a policy change leaves them, and the
+/// reason to cut it now, if any.
+pub struct Reassessed {
+    /// The session's interaction targets.
+    pub targets: Vec<Target>,
+    /// Its locking mode.
+    pub mode: LockingMode,
+    /// Cut it with this.
+    pub cut: Option<Denial>,
+}
+
 struct Entry {
+    subject: Arc<Subject>,
     targets: Vec<Target>,
     strict: bool,
     cut: watch::Sender<Option<Denial>>,
@@ -79,19 +103,18 @@ impl SessionRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a live session with its interaction targets and locking mode.
-    pub fn register(&self, targets: Vec<Target>, mode: LockingMode) -> SessionHandle {
+    /// Registers a live session of `subject` with its interaction targets and locking mode.
+    pub fn register(
+        &self,
+        subject: Arc<Subject>,
+        targets: Vec<Target>,
+        mode: LockingMode,
+    ) -> SessionHandle {
         let (sender, receiver) = watch::channel(None);
         let mut inner = self.lock();
         let id = inner.next_id;
         inner.next_id += 1;
-        for target in &targets {
-            inner
-                .by_target
-                .entry(target.clone())
-                .or_default()
-                .insert(id);
-        }
+        inner.index(id, &targets);
         let strict = mode == LockingMode::Strict;
         if strict {
             inner.strict.insert(id);
@@ -99,6 +122,7 @@ impl SessionRegistry {
         inner.sessions.insert(
             id,
             Entry {
+                subject,
                 targets,
                 strict,
                 cut: sender,
@@ -116,17 +140,44 @@ impl SessionRegistry {
         let Some(entry) = inner.sessions.remove(&id) else {
             return;
         };
-        for target in entry.targets {
-            if let Some(ids) = inner.by_target.get_mut(&target) {
-                ids.remove(&id);
-                if ids.is_empty() {
-                    inner.by_target.remove(&target);
-                }
-            }
-        }
+        inner.unindex(id, &entry.targets);
         if entry.strict {
             inner.strict.remove(&id);
         }
+    }
+
+    /// Recomputes every live session's targets and mode after a policy
+    /// change, re-indexing the ones that changed, and cuts those `decide`
+    /// says to. Returns how many sessions were told to stop.
+    pub fn reassess(&self, mut decide: impl FnMut(&Subject) -> Reassessed) -> usize {
+        let mut inner = self.lock();
+        let Inner {
+            sessions,
+            by_target,
+            strict,
+            ..
+        } = &mut *inner;
+        let mut told = 0;
+        for (id, entry) in sessions.iter_mut() {
+            let reassessed = decide(&entry.subject);
+            if reassessed.targets != entry.targets {
+                unindex(by_target, *id, &entry.targets);
+                index(by_target, *id, &reassessed.targets);
+                entry.targets = reassessed.targets;
+            }
+            entry.strict = reassessed.mode == LockingMode::Strict;
+            if entry.strict {
+                strict.insert(*id);
+            } else {
+                strict.remove(id);
+            }
+            if let Some(denial) = &reassessed.cut
+                && tell(entry, denial)
+            {
+                told += 1;
+            }
+        }
+        told
     }
 
     /// Tells every session the lock matches to stop, with the lock's message.
@@ -142,7 +193,7 @@ impl SessionRegistry {
             let target = Target::new(kind, value);
             for id in inner.by_target.get(&target).into_iter().flatten() {
                 if told.insert(*id) {
-                    tell(&inner.sessions[id], &denial);
+                    let _ = tell(&inner.sessions[id], &denial);
                 }
             }
         }
@@ -153,7 +204,7 @@ impl SessionRegistry {
     pub fn cut_strict(&self) -> usize {
         let inner = self.lock();
         for id in &inner.strict {
-            tell(&inner.sessions[id], &Denial::StaleView);
+            let _ = tell(&inner.sessions[id], &Denial::StaleView);
         }
         inner.strict.len()
     }
@@ -169,15 +220,43 @@ impl SessionRegistry {
     }
 }
 
+impl Inner {
+    fn index(&mut self, id: SessionId, targets: &[Target]) {
+        index(&mut self.by_target, id, targets);
+    }
+
+    fn unindex(&mut self, id: SessionId, targets: &[Target]) {
+        unindex(&mut self.by_target, id, targets);
+    }
+}
+
+fn index(by_target: &mut HashMap<Target, HashSet<SessionId>>, id: SessionId, targets: &[Target]) {
+    for target in targets {
+        by_target.entry(target.clone()).or_default().insert(id);
+    }
+}
+
+fn unindex(by_target: &mut HashMap<Target, HashSet<SessionId>>, id: SessionId, targets: &[Target]) {
+    for target in targets {
+        if let Some(ids) = by_target.get_mut(target) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                by_target.remove(target);
+            }
+        }
+    }
+}
+
 /// The first reason wins: a session already being cut keeps its message.
-fn tell(entry: &Entry, denial: &Denial) {
+/// Returns whether the session was told now.
+fn tell(entry: &Entry, denial: &Denial) -> bool {
     entry.cut.send_if_modified(|current| {
         if current.is_some() {
             return false;
         }
         *current = Some(denial.clone());
         true
-    });
+    })
 }
 
 #[cfg(test)]
@@ -185,6 +264,16 @@ mod tests {
     use super::*;
     use deadbolt_api::TargetKind;
     use deadbolt_api::resources::LockTargetSpec;
+
+    fn subject(user: &str) -> Arc<Subject> {
+        Arc::new(Subject {
+            principal: CertIdentity {
+                user: user.into(),
+                ..Default::default()
+            },
+            login: None,
+        })
+    }
 
     fn lock_on(kind: TargetKind, value: &str) -> LockEntry {
         let mut target = LockTargetSpec::default();
@@ -202,6 +291,7 @@ mod tests {
     async fn a_lock_cuts_exactly_the_sessions_it_matches() {
         let registry = SessionRegistry::default();
         let mut alice = registry.register(
+            subject("alice"),
             vec![
                 Target::new(TargetKind::User, "alice"),
                 Target::new(TargetKind::Role, "dev"),
@@ -209,6 +299,7 @@ mod tests {
             LockingMode::BestEffort,
         );
         let bob = registry.register(
+            subject("bob"),
             vec![Target::new(TargetKind::User, "bob")],
             LockingMode::BestEffort,
         );
@@ -231,10 +322,12 @@ mod tests {
     async fn a_stale_view_cuts_only_strict_sessions() {
         let registry = SessionRegistry::default();
         let mut strict = registry.register(
+            subject("a"),
             vec![Target::new(TargetKind::User, "a")],
             LockingMode::Strict,
         );
         let relaxed = registry.register(
+            subject("b"),
             vec![Target::new(TargetKind::User, "b")],
             LockingMode::BestEffort,
         );
@@ -242,6 +335,57 @@ mod tests {
         assert_eq!(strict.cut().await, Denial::StaleView);
         assert!(relaxed.cut_reason().is_none());
         drop(strict);
+        assert_eq!(registry.cut_strict(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reassessment_reindexes_changes_modes_and_cuts() {
+        let registry = SessionRegistry::default();
+        let mut alice = registry.register(
+            subject("alice"),
+            vec![Target::new(TargetKind::User, "alice")],
+            LockingMode::BestEffort,
+        );
+        let bob = registry.register(
+            subject("bob"),
+            vec![Target::new(TargetKind::User, "bob")],
+            LockingMode::BestEffort,
+        );
+        // alice is granted `dev` and becomes strict; nobody is cut yet.
+        let told = registry.reassess(|subject| Reassessed {
+            targets: if subject.principal.user == "alice" {
+                vec![
+                    Target::new(TargetKind::User, "alice"),
+                    Target::new(TargetKind::Role, "dev"),
+                ]
+            } else {
+                vec![Target::new(TargetKind::User, "bob")]
+            },
+            mode: if subject.principal.user == "alice" {
+                LockingMode::Strict
+            } else {
+                LockingMode::BestEffort
+            },
+            cut: None,
+        });
+        assert_eq!(told, 0);
+        assert_eq!(registry.cut_matching(&lock_on(TargetKind::Role, "dev")), 1);
+        assert_eq!(
+            alice.cut().await.message(),
+            r#"lock targeting Role:"dev" is in force: m"#
+        );
+        assert_eq!(registry.cut_strict(), 1, "alice is strict now");
+        assert!(bob.cut_reason().is_none());
+        let told = registry.reassess(|subject| Reassessed {
+            targets: vec![Target::new(
+                TargetKind::User,
+                subject.principal.user.clone(),
+            )],
+            mode: LockingMode::BestEffort,
+            cut: (subject.principal.user == "bob").then_some(Denial::StaleView),
+        });
+        assert_eq!(told, 1, "alice was already told; bob is told now");
+        assert_eq!(bob.cut_reason(), Some(Denial::StaleView));
         assert_eq!(registry.cut_strict(), 0);
     }
 }

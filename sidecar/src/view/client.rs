@@ -211,6 +211,8 @@ impl ViewClient {
             });
         }
 
+        tracing::info!(endpoint = %self.config.endpoint, server_id = %self.config.server_id,
+            "lock-view stream connected");
         let result = self.stream(&mut body, &acks).await;
         driver.abort();
         result

@@ -5,4 +5,4 @@ mod client;
 mod state;
 
 pub use client::{ClientError, ViewClient, ViewClientConfig, ViewCredentials, staleness_watchdog};
-pub use state::{Admission, ViewState};
+pub use state::{Admission, Reach, ViewState};

@@ -2,17 +2,44 @@
 //! decision every protocol adapter asks for. Applying a change and cutting the
 //! sessions it matches happen here, once, for every proxy kind.
 
-use std::sync::{Mutex, RwLock};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use deadbolt_api::access::{DatabaseRequest, Refusal};
 use deadbolt_api::credential::CertIdentity;
-use deadbolt_api::engine::{Denial, Identity};
+use deadbolt_api::engine::{Identity, evaluate};
 use deadbolt_api::protocol::{Revision, ViewEvent};
 use deadbolt_api::replica::{Applied, ReplicaError, ViewReplica};
 use deadbolt_api::resources::LockingMode;
 use jiff::Timestamp;
 
-use crate::session::{SessionHandle, SessionRegistry};
+use crate::session::{Reassessed, SessionHandle, SessionRegistry, Subject};
+
+/// What an interaction reaches beyond the proxy itself, which decides the
+/// access check it gets before the lock check.
+#[derive(Clone, Copy, Debug)]
+pub enum Reach<'a> {
+    /// The Kubernetes API: Kubernetes RBAC decides, the proxy only impersonates.
+    Kubernetes,
+    /// A database session as `login`, opening `db_name` where the protocol names one.
+    Database {
+        /// The database user.
+        login: &'a str,
+        /// The database, when fixed at connect time.
+        db_name: Option<&'a str>,
+    },
+}
+
+impl Reach<'_> {
+    fn login(&self) -> Option<String> {
+        match self {
+            Self::Kubernetes => None,
+            Self::Database { login, .. } => Some(login.to_string()),
+        }
+    }
+}
 
 /// An admitted session: its identity, its locking mode and its registry entry.
 pub struct Admission {
@@ -27,8 +54,13 @@ pub struct Admission {
 /// The shared view of one proxy process.
 pub struct ViewState {
     server_id: String,
+    labels: BTreeMap<String, String>,
     replica: RwLock<ViewReplica>,
     last_heard: Mutex<Option<Instant>>,
+    /// The proxy's clock minus the operator's, from the last heartbeat, in milliseconds.
+    skew_ms: AtomicI64,
+    /// Whether that skew exceeds `maxLockStaleness`, which makes the view unreliable.
+    skewed: AtomicBool,
     registry: SessionRegistry,
 }
 
@@ -37,10 +69,19 @@ impl ViewState {
     pub fn new(server_id: impl Into<String>, registry: SessionRegistry) -> Self {
         Self {
             server_id: server_id.into(),
+            labels: BTreeMap::new(),
             replica: RwLock::default(),
             last_heard: Mutex::default(),
+            skew_ms: AtomicI64::new(0),
+            skewed: AtomicBool::new(false),
             registry,
         }
+    }
+
+    /// The proxy's labels (`--label`), which roles' `dbLabels` match.
+    pub fn with_labels(mut self, labels: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.labels = labels.into_iter().collect();
+        self
     }
 
     /// This proxy's server id, itself a lock target.
@@ -57,36 +98,90 @@ impl ViewState {
         self.replica.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies one event from the stream and cuts the sessions a new lock matches.
-    /// Returns the revision now applied.
+    /// Applies one event from the stream and cuts the sessions a change
+    /// reaches: a new lock cuts what it matches; a snapshot or a policy change
+    /// (roles, users, settings) recomputes every live session's targets and
+    /// mode, and cuts those a lock now matches. Returns the revision now applied.
     pub fn apply(&self, event: ViewEvent) -> Result<Revision, ReplicaError> {
         let now = Timestamp::now();
-        let applied = {
+        if let ViewEvent::Heartbeat { sent_at, .. } = &event {
+            self.observe_clock(*sent_at, now);
+        }
+        let (revision, applied) = {
             let mut replica = self.replica.write().unwrap_or_else(|p| p.into_inner());
             let applied = replica.apply(event)?;
-            // Sessions admitted before this write see the lock through the registry
-            // (below); sessions admitted after it see it in the replica.
-            let to_cut = match &applied {
-                Applied::Snapshot => replica
-                    .locks()
-                    .iter()
-                    .filter(|lock| lock.is_in_force(now))
-                    .cloned()
-                    .collect(),
-                Applied::Lock(lock) if lock.is_in_force(now) => vec![(**lock).clone()],
-                _ => Vec::new(),
-            };
-            (replica.revision().unwrap_or_default(), to_cut)
+            (replica.revision().unwrap_or_default(), applied)
         };
         *self.last_heard.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-        let (revision, to_cut) = applied;
-        for lock in &to_cut {
-            let cut = self.registry.cut_matching(lock);
-            if cut > 0 {
-                tracing::info!(lock = %lock.name, sessions = cut, "cutting sessions");
+        // Sessions admitted before the write above are in the registry; sessions
+        // admitted after it were checked against the new replica.
+        match applied {
+            Applied::Lock(lock) if lock.is_in_force(now) => {
+                let cut = self.registry.cut_matching(&lock);
+                if cut > 0 {
+                    tracing::info!(lock = %lock.name, sessions = cut, "cutting sessions");
+                }
             }
+            Applied::Snapshot | Applied::Policy => {
+                let cut = self.reassess(now);
+                if cut > 0 {
+                    tracing::info!(
+                        sessions = cut,
+                        "cutting sessions a lock now matches after a view change"
+                    );
+                }
+            }
+            Applied::Lock(_) | Applied::Quiet => {}
         }
         Ok(revision)
+    }
+
+    /// Recomputes every live session's roles, targets and mode from the
+    /// replica, and cuts those an in-force lock now matches.
+    fn reassess(&self, now: Timestamp) -> usize {
+        let replica = self.read();
+        self.registry.reassess(|subject| {
+            let (identity, mode) = identify(&replica, &subject.principal, subject.login.clone());
+            let targets = identity.targets(Some(&self.server_id));
+            let cut = evaluate(replica.locks(), &targets, mode, true, now).err();
+            Reassessed { targets, mode, cut }
+        })
+    }
+
+    /// Compares the heartbeat's `sentAt` with this proxy's clock: clocks that
+    /// disagree by more than `maxLockStaleness` make expiry and staleness
+    /// meaningless, so the view counts as unreliable until they agree again.
+    fn observe_clock(&self, sent_at: Timestamp, now: Timestamp) {
+        let skew = now.duration_since(sent_at);
+        let skew_ms = i64::try_from(skew.as_millis()).unwrap_or(i64::MAX);
+        self.skew_ms.store(skew_ms, Ordering::Relaxed);
+        let max = self.max_staleness();
+        let skewed = skew.unsigned_abs() > max;
+        if self.skewed.swap(skewed, Ordering::Relaxed) != skewed {
+            if skewed {
+                tracing::warn!(
+                    skew_ms,
+                    max_lock_staleness_ms = max.as_millis() as u64,
+                    "this proxy's clock and the operator's disagree by more than maxLockStaleness: \
+                     the lock view counts as unreliable until they agree (strict sessions are cut)"
+                );
+            } else {
+                tracing::info!(
+                    skew_ms,
+                    "this proxy's clock agrees with the operator's again"
+                );
+            }
+        }
+    }
+
+    /// The proxy's clock minus the operator's at the last heartbeat, in milliseconds.
+    pub fn clock_skew_ms(&self) -> i64 {
+        self.skew_ms.load(Ordering::Relaxed)
+    }
+
+    /// Whether the clocks disagree by more than `maxLockStaleness`.
+    pub fn clock_skewed(&self) -> bool {
+        self.skewed.load(Ordering::Relaxed)
     }
 
     /// The longest silence before the view counts as unreliable, from the cluster settings.
@@ -94,12 +189,14 @@ impl ViewState {
         Duration::from_millis(self.read().config().max_lock_staleness_ms.max(1))
     }
 
-    /// Whether the view can be trusted: a snapshot arrived and the operator was
-    /// heard from within `maxLockStaleness`.
+    /// Whether the view can be trusted: a snapshot arrived, the operator was
+    /// heard from within `maxLockStaleness`, and the clocks agree.
     pub fn is_reliable(&self) -> bool {
         let max = self.max_staleness();
         let heard = *self.last_heard.lock().unwrap_or_else(|p| p.into_inner());
-        heard.is_some_and(|at| at.elapsed() <= max) && self.read().has_snapshot()
+        heard.is_some_and(|at| at.elapsed() <= max)
+            && !self.clock_skewed()
+            && self.read().has_snapshot()
     }
 
     /// Whether a snapshot has arrived, which is what `/readyz` reports.
@@ -128,15 +225,11 @@ impl ViewState {
     pub fn check(
         &self,
         principal: &CertIdentity,
-        login: Option<String>,
-    ) -> Result<(Identity, LockingMode), Denial> {
+        reach: Reach<'_>,
+    ) -> Result<(Identity, LockingMode), Refusal> {
         let reliable = self.is_reliable();
         let replica = self.read();
-        let roles = replica.roles_for(&principal.user, &principal.groups, &principal.roles);
-        let mode = replica.locking_mode(&roles);
-        let identity = principal.to_identity(roles, login);
-        replica.check(&identity, &self.server_id, mode, reliable, Timestamp::now())?;
-        Ok((identity, mode))
+        self.decide(&replica, principal, reach, reliable)
     }
 
     /// Reads the replica, for what an adapter derives from roles and users
@@ -149,20 +242,17 @@ impl ViewState {
     /// Decides a new session for an authenticated principal and registers it.
     /// The replica stays read-locked while the session is registered, so a lock
     /// applied concurrently either refuses the session or finds it in the registry.
-    pub fn admit(
-        &self,
-        principal: &CertIdentity,
-        login: Option<String>,
-    ) -> Result<Admission, Denial> {
+    pub fn admit(&self, principal: &CertIdentity, reach: Reach<'_>) -> Result<Admission, Refusal> {
         let reliable = self.is_reliable();
         let replica = self.read();
-        let roles = replica.roles_for(&principal.user, &principal.groups, &principal.roles);
-        let mode = replica.locking_mode(&roles);
-        let identity = principal.to_identity(roles, login);
-        replica.check(&identity, &self.server_id, mode, reliable, Timestamp::now())?;
+        let (identity, mode) = self.decide(&replica, principal, reach, reliable)?;
+        let subject = Arc::new(Subject {
+            principal: principal.clone(),
+            login: reach.login(),
+        });
         let handle = self
             .registry
-            .register(identity.targets(Some(&self.server_id)), mode);
+            .register(subject, identity.targets(Some(&self.server_id)), mode);
         drop(replica);
         Ok(Admission {
             identity,
@@ -170,18 +260,73 @@ impl ViewState {
             handle,
         })
     }
+
+    /// The lock check first (a locked caller hears about its lock), then what
+    /// the caller's roles allow.
+    fn decide(
+        &self,
+        replica: &ViewReplica,
+        principal: &CertIdentity,
+        reach: Reach<'_>,
+        reliable: bool,
+    ) -> Result<(Identity, LockingMode), Refusal> {
+        let (identity, mode) = identify(replica, principal, reach.login());
+        replica.check(&identity, &self.server_id, mode, reliable, Timestamp::now())?;
+        if let Reach::Database { login, db_name } = reach {
+            let request = DatabaseRequest {
+                db_user: login,
+                db_name,
+                labels: &self.labels,
+            };
+            replica.authorize_database(&identity.user, &identity.roles, &request)?;
+        }
+        Ok((identity, mode))
+    }
+}
+
+/// The lock-engine identity of `principal` using `login`, with the roles the
+/// replica resolves for it, and its locking mode.
+fn identify(
+    replica: &ViewReplica,
+    principal: &CertIdentity,
+    login: Option<String>,
+) -> (Identity, LockingMode) {
+    let roles = replica.roles_for(&principal.user, &principal.groups, &principal.roles);
+    let mode = replica.locking_mode(&roles);
+    (principal.to_identity(roles, login), mode)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deadbolt_api::engine::LockEntry;
-    use deadbolt_api::protocol::{ClusterConfig, Snapshot, ViewObject};
-    use deadbolt_api::resources::LockTargetSpec;
+    use deadbolt_api::access::AccessDenied;
+    use deadbolt_api::engine::{Denial, LockEntry};
+    use deadbolt_api::protocol::{ClusterConfig, RoleRecord, Snapshot, UserRecord, ViewObject};
+    use deadbolt_api::resources::{
+        AccessRoleSpec, LockTargetSpec, RoleConditions, RoleOptions, UserSpec,
+    };
+
+    /// A role for everyone in `staff`: any database user, database and proxy.
+    fn any_database() -> RoleRecord {
+        RoleRecord {
+            name: "db-all".into(),
+            spec: AccessRoleSpec {
+                allow: RoleConditions {
+                    db_users: vec!["*".into()],
+                    db_names: vec!["*".into()],
+                    db_labels: [("*".to_string(), vec!["*".to_string()])].into(),
+                    ..Default::default()
+                },
+                groups: vec!["staff".into()],
+                ..Default::default()
+            },
+        }
+    }
 
     fn snapshot(staleness_ms: u64, mode: LockingMode) -> ViewEvent {
         ViewEvent::Snapshot(Snapshot {
             revision: 1,
+            roles: vec![any_database()],
             config: ClusterConfig {
                 locking_mode: mode,
                 max_lock_staleness_ms: staleness_ms,
@@ -194,32 +339,47 @@ mod tests {
     fn alice() -> CertIdentity {
         CertIdentity {
             user: "alice".into(),
+            groups: vec!["staff".into()],
             ..Default::default()
+        }
+    }
+
+    fn as_login(login: &str) -> Reach<'_> {
+        Reach::Database {
+            login,
+            db_name: Some("app"),
+        }
+    }
+
+    fn lock(name: &str, target: LockTargetSpec) -> LockEntry {
+        LockEntry {
+            name: name.into(),
+            target,
+            message: Some("maintenance".into()),
+            created: Timestamp::now(),
+            expires_at: None,
         }
     }
 
     #[tokio::test]
     async fn a_pushed_lock_cuts_an_admitted_session_and_refuses_new_ones() {
         let state = ViewState::new("proxy-1", SessionRegistry::default());
-        assert!(state.admit(&alice(), None).is_err(), "no snapshot yet");
+        assert!(
+            state.admit(&alice(), as_login("app")).is_err(),
+            "no snapshot yet"
+        );
         state
             .apply(snapshot(60_000, LockingMode::BestEffort))
             .unwrap();
-        let mut admission = state.admit(&alice(), Some("app".into())).unwrap();
-        let lock = LockEntry {
-            name: "l1".into(),
-            target: LockTargetSpec {
-                login: Some("app".into()),
-                ..Default::default()
-            },
-            message: Some("maintenance".into()),
-            created: Timestamp::now(),
-            expires_at: None,
+        let mut admission = state.admit(&alice(), as_login("app")).unwrap();
+        let on_login = LockTargetSpec {
+            login: Some("app".into()),
+            ..Default::default()
         };
         state
             .apply(ViewEvent::Upsert {
                 revision: 2,
-                object: ViewObject::Lock(lock),
+                object: ViewObject::Lock(lock("l1", on_login)),
             })
             .unwrap();
         let denial = admission.handle.cut().await;
@@ -228,36 +388,192 @@ mod tests {
             r#"lock targeting Login:"app" is in force: maintenance"#
         );
         assert_eq!(
-            state.admit(&alice(), Some("app".into())).err().unwrap(),
-            denial
+            state.admit(&alice(), as_login("app")).err().unwrap(),
+            Refusal::Locked(denial)
         );
-        assert!(state.admit(&alice(), Some("other".into())).is_ok());
+        assert!(state.admit(&alice(), as_login("other")).is_ok());
     }
 
     #[test]
     fn a_check_decides_without_registering() {
         let state = ViewState::new("proxy-1", SessionRegistry::default());
-        assert_eq!(state.check(&alice(), None).err(), Some(Denial::StaleView));
+        assert_eq!(
+            state.check(&alice(), Reach::Kubernetes).err(),
+            Some(Refusal::Locked(Denial::StaleView))
+        );
         state
             .apply(snapshot(60_000, LockingMode::BestEffort))
             .unwrap();
-        let (identity, mode) = state.check(&alice(), None).unwrap();
+        let (identity, mode) = state.check(&alice(), Reach::Kubernetes).unwrap();
         assert_eq!(identity.user, "alice");
+        assert_eq!(identity.roles, ["db-all"]);
         assert_eq!(mode, LockingMode::BestEffort);
         assert!(state.registry().is_empty());
         assert_eq!(state.with_replica(|replica| replica.revision()), Some(1));
+    }
+
+    #[test]
+    fn databases_need_a_role_that_allows_them() {
+        let state = ViewState::new("proxy-1", SessionRegistry::default())
+            .with_labels([("env".to_string(), "dev".to_string())]);
+        state
+            .apply(snapshot(60_000, LockingMode::BestEffort))
+            .unwrap();
+        let outsider = CertIdentity {
+            user: "mallory".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            state.admit(&outsider, as_login("app")).err(),
+            Some(Refusal::Forbidden(AccessDenied::NoRoles))
+        );
+        assert!(state.admit(&alice(), as_login("postgres")).is_ok());
+        assert!(
+            state.check(&outsider, Reach::Kubernetes).is_ok(),
+            "Kubernetes RBAC decides what a caller without roles may do"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_role_granted_after_login_and_then_locked_cuts_the_session() {
+        let state = ViewState::new("proxy-1", SessionRegistry::default());
+        state
+            .apply(snapshot(60_000, LockingMode::BestEffort))
+            .unwrap();
+        let mut admission = state.admit(&alice(), as_login("app")).unwrap();
+        let grant = UserRecord {
+            name: "alice".into(),
+            spec: UserSpec {
+                roles: vec!["oncall".into()],
+                ..Default::default()
+            },
+        };
+        state
+            .apply(ViewEvent::Upsert {
+                revision: 2,
+                object: ViewObject::User(grant),
+            })
+            .unwrap();
+        let on_role = LockTargetSpec {
+            role: Some("oncall".into()),
+            ..Default::default()
+        };
+        state
+            .apply(ViewEvent::Upsert {
+                revision: 3,
+                object: ViewObject::Lock(lock("l1", on_role)),
+            })
+            .unwrap();
+        assert_eq!(
+            admission.handle.cut().await.message(),
+            r#"lock targeting Role:"oncall" is in force: maintenance"#
+        );
+    }
+
+    #[tokio::test]
+    async fn a_role_that_meets_an_existing_lock_cuts_the_live_session() {
+        let state = ViewState::new("proxy-1", SessionRegistry::default());
+        state
+            .apply(snapshot(60_000, LockingMode::BestEffort))
+            .unwrap();
+        let on_role = LockTargetSpec {
+            role: Some("contractor".into()),
+            ..Default::default()
+        };
+        state
+            .apply(ViewEvent::Upsert {
+                revision: 2,
+                object: ViewObject::Lock(lock("l1", on_role)),
+            })
+            .unwrap();
+        let mut admission = state.admit(&alice(), as_login("app")).unwrap();
+        let contractor = RoleRecord {
+            name: "contractor".into(),
+            spec: AccessRoleSpec {
+                groups: vec!["staff".into()],
+                ..Default::default()
+            },
+        };
+        state
+            .apply(ViewEvent::Upsert {
+                revision: 3,
+                object: ViewObject::Role(contractor),
+            })
+            .unwrap();
+        assert_eq!(
+            admission.handle.cut().await.message(),
+            r#"lock targeting Role:"contractor" is in force: maintenance"#
+        );
+    }
+
+    #[tokio::test]
+    async fn switching_to_strict_makes_live_sessions_strict() {
+        let state = ViewState::new("proxy-1", SessionRegistry::default());
+        state
+            .apply(snapshot(60_000, LockingMode::BestEffort))
+            .unwrap();
+        let mut admission = state.admit(&alice(), as_login("app")).unwrap();
+        let strict_role = RoleRecord {
+            name: "db-all".into(),
+            spec: AccessRoleSpec {
+                options: RoleOptions {
+                    lock: Some(LockingMode::Strict),
+                    ..Default::default()
+                },
+                ..any_database().spec
+            },
+        };
+        state
+            .apply(ViewEvent::Upsert {
+                revision: 2,
+                object: ViewObject::Role(strict_role),
+            })
+            .unwrap();
+        *state.last_heard.lock().unwrap() = Instant::now().checked_sub(Duration::from_secs(61));
+        assert_eq!(state.enforce_staleness(), 1);
+        assert_eq!(admission.handle.cut().await, Denial::StaleView);
     }
 
     #[tokio::test]
     async fn silence_makes_the_view_unreliable() {
         let state = ViewState::new("proxy-1", SessionRegistry::default());
         state.apply(snapshot(30_000, LockingMode::Strict)).unwrap();
-        let mut admission = state.admit(&alice(), None).unwrap();
+        let mut admission = state.admit(&alice(), Reach::Kubernetes).unwrap();
         assert_eq!(state.enforce_staleness(), 0);
         *state.last_heard.lock().unwrap() = Instant::now().checked_sub(Duration::from_secs(31));
         assert!(!state.is_reliable());
         assert_eq!(state.enforce_staleness(), 1);
         assert_eq!(admission.handle.cut().await, Denial::StaleView);
-        assert_eq!(state.admit(&alice(), None).err(), Some(Denial::StaleView));
+        assert_eq!(
+            state.admit(&alice(), Reach::Kubernetes).err(),
+            Some(Refusal::Locked(Denial::StaleView))
+        );
+    }
+
+    #[test]
+    fn clocks_that_disagree_make_the_view_unreliable() {
+        let state = ViewState::new("proxy-1", SessionRegistry::default());
+        state.apply(snapshot(30_000, LockingMode::Strict)).unwrap();
+        let heartbeat = |sent_at| ViewEvent::Heartbeat {
+            revision: 1,
+            sent_at,
+        };
+        state
+            .apply(heartbeat(
+                Timestamp::now() - jiff::SignedDuration::from_millis(20),
+            ))
+            .unwrap();
+        assert!(state.is_reliable());
+        assert!(state.clock_skew_ms() >= 20);
+        state
+            .apply(heartbeat(
+                Timestamp::now() + jiff::SignedDuration::from_secs(45),
+            ))
+            .unwrap();
+        assert!(state.clock_skewed());
+        assert!(state.clock_skew_ms() < -30_000);
+        assert!(!state.is_reliable());
+        state.apply(heartbeat(Timestamp::now())).unwrap();
+        assert!(state.is_reliable());
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
 use deadbolt_runtime::token::{TokenChecker, TokenError, TokenUser};
-use deadbolt_sidecar::audit::AuditSink;
+use deadbolt_sidecar::audit::{AuditBuffer, AuditSink};
 use deadbolt_sidecar::gate::Gate;
 use deadbolt_sidecar::identity::Authenticator;
 use deadbolt_sidecar::kube::{self, KubeProxy};
@@ -25,7 +25,6 @@ use tokio::net::TcpListener;
 
 use super::kube_upstream::{FakeApiServer, NAMESPACE};
 use super::operator::Operator;
-use super::proxy::AuditLines;
 use super::{PATIENCE, eventually};
 
 /// Bearer tokens the fake TokenReview knows.
@@ -40,13 +39,18 @@ impl FakeTokens {
             TokenUser {
                 username: user.into(),
                 groups: groups.iter().map(|g| g.to_string()).collect(),
+                ..Default::default()
             },
         );
     }
 }
 
 impl TokenChecker for FakeTokens {
-    fn check<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
+    fn check<'a>(
+        &'a self,
+        token: &'a str,
+        _source: Option<std::net::IpAddr>,
+    ) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
         let answer = self
             .0
             .lock()
@@ -65,7 +69,7 @@ pub struct KubeProxyHarness {
     /// Its lock view.
     pub view: Arc<ViewState>,
     /// Its audit events.
-    pub audit: AuditLines,
+    pub audit: AuditBuffer,
     /// Its metrics.
     pub metrics: Arc<Metrics>,
     /// Files for clients: `ca.crt`, certificates, kubeconfigs, kubectl's cache.
@@ -89,13 +93,13 @@ impl KubeProxyHarness {
         let files = tempfile::tempdir().unwrap();
         std::fs::write(files.path().join("ca.crt"), operator.ca_pem()).unwrap();
         let tls_config = operator.proxy_tls(&kube::ALPN);
-        let audit = AuditLines::default();
+        let (audit_sink, audit) = AuditSink::memory();
         let metrics = Arc::new(Metrics::new());
         let config = upstream.kube_config(files.path()).await;
         let proxy = Arc::new(KubeProxy {
             gate: Gate {
                 view: view.clone(),
-                audit: AuditSink::to_writer(Box::new(audit.clone())),
+                audit: audit_sink,
                 metrics: metrics.clone(),
             },
             authenticator: Authenticator::new(Some(Arc::new(tokens.clone()))),
@@ -236,6 +240,7 @@ impl KubeProxyHarness {
         deadbolt_sidecar::metrics::ProxyAdmin {
             metrics: self.metrics.clone(),
             view: self.view.clone(),
+            audit: self.audit.sink(),
         }
         .render_metrics()
     }

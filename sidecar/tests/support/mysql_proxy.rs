@@ -12,7 +12,7 @@ use std::time::Duration;
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
 use deadbolt_runtime::token::{TokenChecker, TokenError, TokenUser};
-use deadbolt_sidecar::audit::AuditSink;
+use deadbolt_sidecar::audit::{AuditBuffer, AuditSink};
 use deadbolt_sidecar::credentials::{Passwords, UpstreamTls};
 use deadbolt_sidecar::gate::Gate;
 use deadbolt_sidecar::identity::Authenticator;
@@ -25,7 +25,6 @@ use tokio::net::TcpListener;
 
 use super::mariadb::Mariadb;
 use super::operator::Operator;
-use super::proxy::AuditLines;
 
 /// The bearer token the fake TokenReview accepts for `user`.
 pub fn token_for(user: &str) -> String {
@@ -36,12 +35,17 @@ pub fn token_for(user: &str) -> String {
 struct FakeTokenReview;
 
 impl TokenChecker for FakeTokenReview {
-    fn check<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
+    fn check<'a>(
+        &'a self,
+        token: &'a str,
+        _source: Option<std::net::IpAddr>,
+    ) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
         Box::pin(async move {
             match token.strip_prefix("token-of-") {
                 Some(user) if !user.is_empty() => Ok(TokenUser {
                     username: user.to_string(),
-                    groups: vec![],
+                    groups: vec![super::operator::ENGINEERS.into()],
+                    ..Default::default()
                 }),
                 _ => Err(TokenError::Rejected("the token is not valid".into())),
             }
@@ -56,7 +60,7 @@ pub struct Proxy {
     /// Its lock view.
     pub view: Arc<ViewState>,
     /// Its audit events.
-    pub audit: AuditLines,
+    pub audit: AuditBuffer,
     /// Files for clients: `ca.crt`, and `<user>.crt`/`<user>.key`.
     pub files: TempDir,
     /// The proxy itself.
@@ -70,7 +74,17 @@ impl Proxy {
     /// `operator`; returns once its first snapshot has arrived and it has
     /// read the upstream's greeting.
     pub async fn start(operator: &Operator, mariadb: &Mariadb, server_id: &str) -> Self {
-        Self::start_with(operator, mariadb, server_id, None).await
+        Self::start_with(operator, mariadb, server_id, None, &[]).await
+    }
+
+    /// The same, for a proxy with these labels (`--label`).
+    pub async fn start_labelled(
+        operator: &Operator,
+        mariadb: &Mariadb,
+        server_id: &str,
+        labels: &[(&str, &str)],
+    ) -> Self {
+        Self::start_with(operator, mariadb, server_id, None, labels).await
     }
 
     /// Like [`Proxy::start`], speaking TLS to the upstream when `upstream_tls` says so.
@@ -79,15 +93,16 @@ impl Proxy {
         mariadb: &Mariadb,
         server_id: &str,
         upstream_tls: Option<UpstreamTls>,
+        labels: &[(&str, &str)],
     ) -> Self {
-        let view = operator.subscribed_view(server_id);
+        let view = operator.subscribed_view_labelled(server_id, labels);
 
         let tls_config = operator.proxy_tls(&[]);
-        let audit = AuditLines::default();
+        let (audit_sink, audit) = AuditSink::memory();
         let proxy = Arc::new(MysqlProxy::new(
             Gate {
                 view: view.clone(),
-                audit: AuditSink::to_writer(Box::new(audit.clone())),
+                audit: audit_sink,
                 metrics: Arc::new(Metrics::new()),
             },
             Authenticator::new(Some(Arc::new(FakeTokenReview))),
@@ -160,6 +175,23 @@ impl Proxy {
         let mut args = self.mysql_base_args(login);
         args.push(format!("--password={token}"));
         args
+    }
+
+    /// Runs the real `mysql` once with `sql`, as `identity` logging in as `login` to `database`.
+    pub fn mysql_in(
+        &self,
+        identity: &CertIdentity,
+        login: &str,
+        database: &str,
+        sql: &str,
+    ) -> Output {
+        let mut args = self.mysql_args(identity, login);
+        for arg in args.iter_mut() {
+            if arg.starts_with("--database=") {
+                *arg = format!("--database={database}");
+            }
+        }
+        run_mysql(&args, sql)
     }
 
     fn mysql_base_args(&self, login: &str) -> Vec<String> {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadbolt_api::engine::LockEntry;
-use deadbolt_api::protocol::{ClusterConfig, ObjectKey, ViewObject};
-use deadbolt_api::resources::{LockTargetSpec, LockingMode};
+use deadbolt_api::protocol::{ClusterConfig, ObjectKey, RoleRecord, ViewObject};
+use deadbolt_api::resources::{AccessRoleSpec, LockTargetSpec, LockingMode, RoleConditions};
 use deadbolt_operator::admin::{Metrics, Readiness};
 use deadbolt_operator::auth::Authenticator;
 use deadbolt_operator::ca::{DeadboltCa, IssuedCert};
@@ -23,6 +23,27 @@ use deadbolt_sidecar::view::{
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+/// The group whose members the test operator's `db-all` role lets reach any
+/// database user and database on any proxy ([`super::proxy::user`] puts users in it).
+pub const ENGINEERS: &str = "engineers";
+
+/// A role for `group`: any database user and database on any proxy.
+pub fn any_database_role(name: &str, group: &str) -> RoleRecord {
+    RoleRecord {
+        name: name.into(),
+        spec: AccessRoleSpec {
+            allow: RoleConditions {
+                db_users: vec!["*".into()],
+                db_names: vec!["*".into()],
+                db_labels: [("*".to_string(), vec!["*".to_string()])].into(),
+                ..Default::default()
+            },
+            groups: vec![group.into()],
+            ..Default::default()
+        },
+    }
+}
+
 /// A running lock-view server.
 pub struct Operator {
     /// Where it listens.
@@ -36,13 +57,16 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// A ready server heartbeating every 200 ms.
+    /// A ready server heartbeating every 200 ms, whose view holds the
+    /// `db-all` role for [`ENGINEERS`].
     pub async fn start() -> Self {
         let ca = Arc::new(DeadboltCa::generate().unwrap());
+        let store = ViewStore::default();
+        store.upsert(ViewObject::Role(any_database_role("db-all", ENGINEERS)));
         let mut operator = Self {
             addr: "127.0.0.1:0".parse().unwrap(),
             ca,
-            store: ViewStore::default(),
+            store,
             trigger: None,
             task: None,
         };
@@ -76,6 +100,7 @@ impl Operator {
             readiness,
             metrics: Arc::new(Metrics::new()),
             heartbeat_interval: Duration::from_millis(200),
+            max_streams_per_subscriber: 4,
         };
         self.trigger = Some(trigger);
         self.task = Some(tokio::spawn(stream::serve(
@@ -140,6 +165,20 @@ impl Operator {
         self.store.delete(&ObjectKey::Lock(name.into()));
     }
 
+    /// Pushes a role.
+    pub fn role(&self, role: RoleRecord) {
+        self.store.upsert(ViewObject::Role(role));
+    }
+
+    /// Pushes a user.
+    pub fn user(&self, name: &str, spec: deadbolt_api::resources::UserSpec) {
+        self.store
+            .upsert(ViewObject::User(deadbolt_api::protocol::UserRecord {
+                name: name.into(),
+                spec,
+            }));
+    }
+
     /// Sets the cluster's locking mode and staleness bound.
     pub fn configure(&self, mode: LockingMode, max_staleness: Duration) {
         self.store.upsert(ViewObject::Config(ClusterConfig {
@@ -154,7 +193,22 @@ impl Operator {
     /// A proxy's lock view named `server_id`, subscribed to this operator with
     /// a proxy certificate, with a watchdog fast enough for staleness tests.
     pub fn subscribed_view(&self, server_id: &str) -> Arc<ViewState> {
-        let view = Arc::new(ViewState::new(server_id, SessionRegistry::default()));
+        self.subscribed_view_labelled(server_id, &[])
+    }
+
+    /// The same, for a proxy with these labels (`--label`).
+    pub fn subscribed_view_labelled(
+        &self,
+        server_id: &str,
+        labels: &[(&str, &str)],
+    ) -> Arc<ViewState> {
+        let view = Arc::new(
+            ViewState::new(server_id, SessionRegistry::default()).with_labels(
+                labels
+                    .iter()
+                    .map(|(key, value)| (key.to_string(), value.to_string())),
+            ),
+        );
         let client = ViewClient::new(
             ViewClientConfig {
                 endpoint: format!("https://localhost:{}", self.addr.port())

@@ -1,16 +1,15 @@
 //! An in-process Deadbolt PostgreSQL proxy subscribed to the test operator,
 //! and the client credentials (Deadbolt user certificates) to reach it.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Output;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
-use deadbolt_sidecar::audit::AuditSink;
+use deadbolt_sidecar::audit::{AuditBuffer, AuditSink};
 use deadbolt_sidecar::gate::Gate;
 use deadbolt_sidecar::identity::Authenticator;
 use deadbolt_sidecar::metrics::Metrics;
@@ -22,30 +21,6 @@ use tokio::net::TcpListener;
 use super::operator::Operator;
 use super::postgres::Postgres;
 
-/// Audit lines collected in memory.
-#[derive(Clone, Default)]
-pub struct AuditLines(Arc<Mutex<Vec<u8>>>);
-
-impl Write for AuditLines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl AuditLines {
-    /// Every event so far.
-    pub fn events(&self) -> Vec<serde_json::Value> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-}
-
 /// A running proxy.
 pub struct Proxy {
     /// Where clients connect.
@@ -53,7 +28,7 @@ pub struct Proxy {
     /// Its lock view.
     pub view: Arc<ViewState>,
     /// Its audit events.
-    pub audit: AuditLines,
+    pub audit: AuditBuffer,
     /// Files for clients: `ca.crt`, and `<user>.crt`/`<user>.key`.
     pub files: TempDir,
     ca: Arc<deadbolt_operator::ca::DeadboltCa>,
@@ -64,14 +39,24 @@ impl Proxy {
     /// A proxy named `server_id` in front of `postgres`, subscribed to `operator`;
     /// returns once its first snapshot has arrived.
     pub async fn start(operator: &Operator, postgres: &Postgres, server_id: &str) -> Self {
-        let view = operator.subscribed_view(server_id);
+        Self::start_labelled(operator, postgres, server_id, &[]).await
+    }
+
+    /// The same, for a proxy with these labels (`--label`).
+    pub async fn start_labelled(
+        operator: &Operator,
+        postgres: &Postgres,
+        server_id: &str,
+        labels: &[(&str, &str)],
+    ) -> Self {
+        let view = operator.subscribed_view_labelled(server_id, labels);
 
         let tls_config = operator.proxy_tls(&[postgres::ALPN_POSTGRESQL]);
-        let audit = AuditLines::default();
+        let (audit_sink, audit) = AuditSink::memory();
         let proxy = Arc::new(PostgresProxy {
             gate: Gate {
                 view: view.clone(),
-                audit: AuditSink::to_writer(Box::new(audit.clone())),
+                audit: audit_sink,
                 metrics: Arc::new(Metrics::new()),
             },
             authenticator: Authenticator::new(None),
@@ -82,6 +67,7 @@ impl Proxy {
                 passwords: Passwords::parse(&Postgres::password_lines()).unwrap(),
             },
             allow_plaintext: false,
+            cancel_keys: postgres::CancelKeys::default(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -118,9 +104,14 @@ impl Proxy {
 
     /// A libpq connection string for `identity` logging in as `login`.
     pub fn conninfo(&self, identity: &CertIdentity, login: &str) -> String {
+        self.conninfo_for(identity, login, login)
+    }
+
+    /// A libpq connection string for `identity` logging in as `login` to `database`.
+    pub fn conninfo_for(&self, identity: &CertIdentity, login: &str, database: &str) -> String {
         let (cert, key) = self.user_cert(identity);
         format!(
-            "host=localhost port={} user={login} dbname={login} sslmode=verify-full sslrootcert={} sslcert={} sslkey={} connect_timeout=10",
+            "host=localhost port={} user={login} dbname={database} sslmode=verify-full sslrootcert={} sslcert={} sslkey={} connect_timeout=10",
             self.addr.port(),
             self.files.path().join("ca.crt").display(),
             cert.display(),
@@ -130,8 +121,13 @@ impl Proxy {
 
     /// Runs the real `psql` once with `sql`.
     pub fn psql(&self, identity: &CertIdentity, login: &str, sql: &str) -> Output {
+        self.psql_with(&self.conninfo(identity, login), sql)
+    }
+
+    /// Runs the real `psql` once with `sql` on a connection string.
+    pub fn psql_with(&self, conninfo: &str, sql: &str) -> Output {
         std::process::Command::new("psql")
-            .arg(self.conninfo(identity, login))
+            .arg(conninfo)
             .args(["-XAtc", sql])
             .env_remove("PGPASSWORD")
             .output()
@@ -160,10 +156,11 @@ fn set_private(path: &std::path::Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-/// A user identity for tests.
+/// A user identity for tests, in the group the test operator's `db-all` role is for.
 pub fn user(name: &str) -> CertIdentity {
     CertIdentity {
         user: name.into(),
+        groups: vec![super::operator::ENGINEERS.into()],
         ..Default::default()
     }
 }
