@@ -1,14 +1,18 @@
 //! How a Deadbolt client certificate carries an identity, so the operator that
 //! issues certificates and the proxies that read them agree without sharing code
 //! beyond this file. Like Kubernetes client certificates, the subject's common
-//! name is the user and its organizations are the groups; the other attributes
-//! travel as `deadbolt:` URI subject alternative names.
+//! name is the user, and organizations are read as groups (a proxy's
+//! certificate is marked so). Deadbolt writes a user's groups, and its other
+//! attributes, as `deadbolt:` URI subject alternative names: a subject holds
+//! one organization per certificate in the issuing library, and a user may
+//! have many groups.
 
 use crate::engine::Identity;
 
 /// The organization of the certificates proxies subscribe to the lock view with.
 pub const PROXY_GROUP: &str = "deadbolt:proxies";
 
+const GROUP: &str = "deadbolt:group:";
 const ROLE: &str = "deadbolt:role:";
 const MFA_DEVICE: &str = "deadbolt:mfa-device:";
 const DEVICE: &str = "deadbolt:device:";
@@ -19,7 +23,7 @@ const ACCESS_REQUEST: &str = "deadbolt:access-request:";
 pub struct CertIdentity {
     /// Subject common name.
     pub user: String,
-    /// Subject organizations.
+    /// Groups: subject organizations and `deadbolt:group:<name>` URIs.
     pub groups: Vec<String>,
     /// `deadbolt:role:<name>` URIs: roles granted by the certificate itself.
     pub roles: Vec<String>,
@@ -45,7 +49,11 @@ impl CertIdentity {
             ..Default::default()
         };
         for uri in uris {
-            if let Some(role) = uri.strip_prefix(ROLE) {
+            if let Some(group) = uri.strip_prefix(GROUP) {
+                if !identity.groups.iter().any(|known| known == group) {
+                    identity.groups.push(group.to_string());
+                }
+            } else if let Some(role) = uri.strip_prefix(ROLE) {
                 identity.roles.push(role.to_string());
             } else if let Some(device) = uri.strip_prefix(MFA_DEVICE) {
                 identity.mfa_device = Some(device.to_string());
@@ -58,8 +66,9 @@ impl CertIdentity {
         identity
     }
 
-    /// The URI SANs to write into a certificate for this identity.
+    /// The URI SANs to write into a certificate for this identity, groups included.
     pub fn uris(&self) -> Vec<String> {
+        let groups = self.groups.iter().map(|g| format!("{GROUP}{g}"));
         let roles = self.roles.iter().map(|r| format!("{ROLE}{r}"));
         let mfa = self.mfa_device.iter().map(|d| format!("{MFA_DEVICE}{d}"));
         let device = self.device.iter().map(|d| format!("{DEVICE}{d}"));
@@ -67,7 +76,12 @@ impl CertIdentity {
             .access_requests
             .iter()
             .map(|r| format!("{ACCESS_REQUEST}{r}"));
-        roles.chain(mfa).chain(device).chain(requests).collect()
+        groups
+            .chain(roles)
+            .chain(mfa)
+            .chain(device)
+            .chain(requests)
+            .collect()
     }
 
     /// Whether this is a proxy's certificate rather than a user's.
@@ -96,7 +110,7 @@ mod tests {
     fn round_trips_through_certificate_parts() {
         let identity = CertIdentity {
             user: "alice".into(),
-            groups: vec!["sre".into()],
+            groups: vec!["sre".into(), "oncall".into()],
             roles: vec!["dev".into()],
             mfa_device: Some("d6c06a18-e147-4232-9dfe-6f83a28d5850".into()),
             device: Some("laptop".into()),
@@ -105,9 +119,12 @@ mod tests {
         let uris = identity.uris();
         let mut with_foreign = uris.clone();
         with_foreign.push("spiffe://cluster/ns/x".into());
-        let back =
-            CertIdentity::from_parts("alice", ["sre"], with_foreign.iter().map(String::as_str));
+        let back = CertIdentity::from_parts("alice", [], with_foreign.iter().map(String::as_str));
         assert_eq!(back, identity);
+        // Organizations count as groups too, once each.
+        let both =
+            CertIdentity::from_parts("alice", ["sre", "ops"], uris.iter().map(String::as_str));
+        assert_eq!(both.groups, ["sre", "ops", "oncall"]);
         assert!(!back.is_proxy());
     }
 }

@@ -40,6 +40,34 @@ fn main() {
     lockview(&root.join("lockview_lines"));
     durations(&root.join("go_duration"));
     mysql(&root.join("mysql_framing"));
+    kube_requests(&root.join("kube_classify"));
+}
+
+/// Request targets kubectl sends, and the disguises a locked user would try:
+/// control byte (method; top bit: a WebSocket upgrade), then the target.
+fn kube_requests(dir: &Path) {
+    const GET: u8 = 0;
+    const POST: u8 = 2;
+    const UPGRADE: u8 = 0x80;
+    let requests: [(&str, u8, &str); 12] = [
+        ("discovery-api", GET, "/api?timeout=32s"),
+        ("discovery-openapi", GET, "/openapi/v3/apis/apps/v1?hash=abc"),
+        ("list", GET, "/api/v1/namespaces/shop/configmaps?limit=500"),
+        ("watch", GET, "/api/v1/namespaces/shop/configmaps?watch=true&resourceVersion=5"),
+        ("watch-encoded-key", GET, "/api/v1/namespaces/shop/configmaps?%77atch=1"),
+        ("watch-path", GET, "/api/v1/watch/namespaces/shop/configmaps"),
+        ("follow-encoded", GET, "/api/v1/namespaces/shop/pods/web/log?fol%6Cow=true"),
+        ("encoded-slash", GET, "/api/v1/namespaces%2Fshop%2Fconfigmaps"),
+        ("dot-segments", GET, "/apis/%2e%2e/api/v1/namespaces/shop/configmaps"),
+        ("node-proxy", GET, "/api/v1/nodes/node-1/proxy/logs/"),
+        ("exec", GET | UPGRADE, "/api/v1/namespaces/shop/pods/web/exec?command=sh&stdin=true"),
+        ("create", POST, "/apis/deadbolt.dev/v1/locks?fieldManager=kubectl"),
+    ];
+    for (name, control, target) in requests {
+        let mut seed = vec![control];
+        seed.extend_from_slice(target.as_bytes());
+        write(dir, name, &seed);
+    }
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {

@@ -156,6 +156,40 @@ async fn heartbeats_keep_coming_and_report_the_streamed_revision() {
 }
 
 #[tokio::test]
+async fn a_blind_operator_sends_no_heartbeats() {
+    let server = Server::start(ViewStore::default(), Duration::from_millis(20)).await;
+    let mut proxy = server.subscribe("proxy-1").await;
+    expect_snapshot(proxy.next_event().await.unwrap());
+    assert!(matches!(
+        proxy.next_event().await.unwrap(),
+        ViewEvent::Heartbeat { .. }
+    ));
+    // One of its watches fails: it cannot vouch for the view any more.
+    server.readiness.set_watch_failing(false, true);
+    // Heartbeats already queued may still arrive; then nothing for many intervals.
+    let silent = tokio::time::timeout(Duration::from_millis(400), async {
+        loop {
+            let arrived =
+                tokio::time::timeout(Duration::from_millis(200), proxy.next_event()).await;
+            if arrived.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        silent.is_ok(),
+        "heartbeats kept coming from a blind operator"
+    );
+    server.readiness.set_watch_failing(true, false);
+    assert!(matches!(
+        proxy.next_event().await.unwrap(),
+        ViewEvent::Heartbeat { .. }
+    ));
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_reconnect_gets_a_fresh_snapshot() {
     let server = Server::start(ViewStore::default(), SLOW_HEARTBEAT).await;
     server.store.upsert(lock("a", "alice"));

@@ -90,3 +90,46 @@ pub async fn tls_handshake(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_wait_for_a_slot() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = Shutdown::new();
+        let handled = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let serving = {
+            let handled = handled.clone();
+            tokio::spawn(async move {
+                accept_until(&listener, &shutdown, "test", 1, move |_tcp, _remote| {
+                    let handled = handled.clone();
+                    let mut released = released.clone();
+                    async move {
+                        handled.fetch_add(1, Ordering::SeqCst);
+                        let _ = released.wait_for(|go| *go).await;
+                    }
+                })
+                .await;
+            })
+        };
+        let _first = TcpStream::connect(addr).await.unwrap();
+        let _second = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(handled.load(Ordering::SeqCst), 1, "the second waits");
+        release.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while handled.load(Ordering::SeqCst) < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the second is served once the first ends");
+        trigger.trigger();
+        serving.await.unwrap();
+    }
+}

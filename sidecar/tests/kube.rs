@@ -526,7 +526,7 @@ async fn strict_mode_cuts_and_refuses_on_a_stale_view() {
     }
 }
 
-async fn port_forward_is_cut(server_id: &str, envs: &[(&str, &str)], upgrade: &str) {
+async fn port_forward_is_cut(server_id: &str, envs: &[(&str, &str)], upgrade: &str) -> String {
     let tokens = FakeTokens::default();
     let (upstream, operator, proxy) = setup(server_id, &tokens).await;
     let gina = CertIdentity {
@@ -572,6 +572,7 @@ async fn port_forward_is_cut(server_id: &str, envs: &[(&str, &str)], upgrade: &s
         "{}",
         forward.stderr()
     );
+    let stderr = forward.stderr();
     eventually("the session to end", || proxy.view.registry().is_empty()).await;
     let forwards = upstream.requests_to(&format!(
         "/api/v1/namespaces/{NAMESPACE}/pods/{POD}/portforward"
@@ -593,6 +594,7 @@ async fn port_forward_is_cut(server_id: &str, envs: &[(&str, &str)], upgrade: &s
                 && e["user"] == "gina"
                 && e["lock"] == "gina")
     );
+    stderr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -601,11 +603,20 @@ async fn port_forward_over_websocket_is_cut() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn port_forward_over_spdy_is_cut() {
-    port_forward_is_cut(
+async fn port_forward_over_spdy_is_cut_with_the_message() {
+    let stderr = port_forward_is_cut(
         "kube-forward-spdy",
         &[("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")],
         "spdy/3.1",
     )
     .await;
+    // The message arrives on the forwarded connection's error stream; kubectl
+    // logs it (klog escapes its quotes).
+    assert!(
+        stderr.contains("an error occurred forwarding")
+            && stderr.contains(&format!(
+                r#"lock targeting User:\"gina\" is in force: {SUSPICIOUS}"#
+            )),
+        "{stderr}"
+    );
 }

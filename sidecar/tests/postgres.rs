@@ -293,6 +293,142 @@ async fn access_returns_once_the_lock_is_deleted_or_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_granted_after_login_and_then_locked_cuts_the_session() {
+    let (_postgres, operator, proxy) = setup("proxy-granted").await;
+    let (ursula, ursula_connection) = tokio_postgres_client(&proxy, &user("ursula"), "app")
+        .await
+        .unwrap();
+    ursula.simple_query("select 1").await.unwrap();
+    // Granted a role while connected...
+    operator.user(
+        "ursula",
+        deadbolt_api::resources::UserSpec {
+            roles: vec!["incident-responder".into()],
+            ..Default::default()
+        },
+    );
+    proxy.catch_up(&operator).await;
+    ursula.simple_query("select 2").await.unwrap();
+    // ...which is then locked: the live session holds it, so it is cut.
+    operator.lock(
+        "responders",
+        target(TargetKind::Role, "incident-responder"),
+        "Suspicious activity.",
+    );
+    assert_eq!(
+        connection_error(ursula_connection).await,
+        r#"FATAL:  lock targeting Role:"incident-responder" is in force: Suspicious activity."#
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_cancel_requests_for_relayed_sessions_are_forwarded() {
+    let (_postgres, _operator, proxy) = setup("proxy-cancel").await;
+    let (client, _connection) = tokio_postgres_client(&proxy, &user("alice"), "app")
+        .await
+        .unwrap();
+    let token = client.cancel_token();
+    let tls = deadbolt_runtime::tls::ClientTls {
+        roots: deadbolt_runtime::tls::root_store(
+            &std::fs::read(proxy.files.path().join("ca.crt")).unwrap(),
+        )
+        .unwrap(),
+        identity: None,
+    }
+    .config(&[b"postgresql"])
+    .unwrap();
+    let connector = tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone());
+    let long = tokio::spawn(async move { client.simple_query("select pg_sleep(60)").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A cancel request naming the backend with another secret is dropped.
+    let mut forged = Vec::new();
+    forged.extend_from_slice(&16u32.to_be_bytes());
+    forged.extend_from_slice(&80_877_102u32.to_be_bytes());
+    forged.extend_from_slice(&[0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef]);
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        stream.write_all(&forged).await.unwrap();
+        let _ = stream.shutdown().await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !long.is_finished(),
+        "a forged cancel request stopped the query"
+    );
+
+    // The session's own key cancels it, through the proxy (over TLS, as libpq does).
+    token.cancel_query(connector).await.unwrap();
+    let outcome = tokio::time::timeout(PATIENCE, long).await.unwrap().unwrap();
+    let error = outcome.unwrap_err();
+    assert!(
+        error.as_db_error().is_some_and(|db| db
+            .message()
+            .contains("canceling statement due to user request")),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blind_operator_falls_silent_and_strict_sessions_are_cut() {
+    // The operator stays up and connected, but its own watches of the API
+    // server fail (a partition): it must stop vouching for the view.
+    let (_postgres, operator, proxy) = setup("proxy-blind").await;
+    operator.role(deadbolt_api::protocol::RoleRecord {
+        name: "oncall".into(),
+        spec: deadbolt_api::AccessRoleSpec {
+            options: deadbolt_api::resources::RoleOptions {
+                lock: Some(LockingMode::Strict),
+                ..Default::default()
+            },
+            groups: vec!["oncall".into()],
+            ..Default::default()
+        },
+    });
+    operator.configure(LockingMode::BestEffort, Duration::from_secs(2));
+    eventually("the settings", || {
+        proxy.view.max_staleness() == Duration::from_secs(2)
+    })
+    .await;
+    let mut sre = user("sre");
+    sre.groups.push("oncall".into());
+    let (strict, strict_connection) = tokio_postgres_client(&proxy, &sre, "app").await.unwrap();
+    let (relaxed, _relaxed_connection) = tokio_postgres_client(&proxy, &user("dev"), "app")
+        .await
+        .unwrap();
+    strict.simple_query("select 1").await.unwrap();
+
+    operator.readiness.set_watch_failing(false, true);
+    // The view stays reliable while heartbeats are merely missing for less
+    // than maxLockStaleness; then strict sessions are cut.
+    assert!(proxy.view.is_reliable());
+    eventually("the strict session to be cut", || {
+        proxy.view.registry().len() == 1
+    })
+    .await;
+    assert_eq!(
+        connection_error(strict_connection).await,
+        "FATAL:  preventive lock-out due to local lock view becoming unreliable"
+    );
+    relaxed
+        .simple_query("select 'best effort carries on'")
+        .await
+        .unwrap();
+    let refused = proxy.psql(&sre, "app", "select 1");
+    assert!(
+        stderr(&refused).contains("preventive lock-out"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Its watches recover: heartbeats resume and sessions are admitted again.
+    operator.readiness.set_watch_failing(true, false);
+    eventually("the view to be reliable again", || proxy.view.is_reliable()).await;
+    assert!(proxy.psql(&sre, "app", "select 1").status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_view_cuts_strict_sessions_and_spares_best_effort_ones() {
     let (_postgres, mut operator, proxy) = setup("proxy-stale").await;
     // The role "oncall" is strict; the cluster stays best effort.

@@ -205,8 +205,8 @@ impl DeadboltCa {
         self.sign(params, valid_for)
     }
 
-    /// A short-lived client certificate carrying a user's identity (CN user, O
-    /// groups, `deadbolt:` URIs for roles, MFA device, device and access
+    /// A short-lived client certificate carrying a user's identity (CN user,
+    /// `deadbolt:` URIs for groups, roles, MFA device, device and access
     /// requests, as `deadbolt_api::credential` lays out), which the proxies accept.
     pub fn issue_user_cert(
         &self,
@@ -225,15 +225,11 @@ impl DeadboltCa {
         params
             .distinguished_name
             .push(DnType::CommonName, identity.user.as_str());
-        for group in &identity.groups {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, group.as_str());
-        }
+        // Groups travel as URIs: a subject here holds one organization only.
         for uri in identity.uris() {
             let uri = uri.try_into().map_err(|_| CaError::BadName {
                 name: identity.user.clone(),
-                reason: "a role, device or request name is not a valid URI",
+                reason: "a group, role, device or request name is not a valid URI",
             })?;
             params.subject_alt_names.push(SanType::URI(uri));
         }

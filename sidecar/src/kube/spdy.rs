@@ -363,8 +363,8 @@ impl Framing for FrameTracker {
     }
 }
 
-/// Error streams remembered at most (a port-forward opens one per connection).
-const MAX_ERROR_STREAMS: usize = 1024;
+/// Streams remembered at most (a port-forward opens two per connection).
+const MAX_STREAMS: usize = 2048;
 
 /// Follows the client's frames to learn its streams' types from their
 /// compressed headers: the error stream of an exec, or of each connection of
@@ -378,6 +378,7 @@ pub struct StreamWatcher {
     collecting: Option<Vec<u8>>,
     inflater: HeaderInflater,
     error_streams: Vec<u32>,
+    data_streams: Vec<u32>,
     lost: bool,
 }
 
@@ -390,6 +391,11 @@ impl StreamWatcher {
     /// Every stream the client opened with `streamtype: error`, in order.
     pub fn error_streams(&self) -> &[u32] {
         if self.lost { &[] } else { &self.error_streams }
+    }
+
+    /// Every stream the client opened with `streamtype: data` (a port-forward's connections).
+    pub fn data_streams(&self) -> &[u32] {
+        if self.lost { &[] } else { &self.data_streams }
     }
 
     /// Consumes client→server bytes. After anything unreadable it stops
@@ -454,11 +460,16 @@ impl StreamWatcher {
             .and_then(|block| decode_headers(&block));
         match headers {
             Ok(headers) => {
-                let is_error = headers.iter().any(|(name, value)| {
-                    name.eq_ignore_ascii_case("streamtype") && value == "error"
-                });
-                if is_error && self.error_streams.len() < MAX_ERROR_STREAMS {
-                    self.error_streams.push(stream);
+                let stream_type = headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("streamtype"))
+                    .map(|(_, value)| value.as_str());
+                let known = self.error_streams.len() + self.data_streams.len();
+                match stream_type {
+                    _ if known >= MAX_STREAMS => {}
+                    Some("error") => self.error_streams.push(stream),
+                    Some("data") => self.data_streams.push(stream),
+                    _ => {}
                 }
             }
             Err(error) => {

@@ -80,8 +80,9 @@ impl Tunnel for WebSocketTunnel {
 /// A SPDY/3.1 session. For exec and attach, a cut writes the `Status` (or,
 /// before `v4.channel.k8s.io`, the message) on the error stream the client
 /// opened, with FIN, so client-go reports it. For a port-forward it writes the
-/// message on the error stream of every forwarded connection, which kubectl
-/// prints as `an error occurred forwarding …: <message>`.
+/// message on the error stream of every forwarded connection and ends their
+/// data streams, so client-go reads the error and kubectl prints
+/// `an error occurred forwarding …: <message>` before the connection closes.
 pub struct SpdyTunnel {
     frames: spdy::FrameTracker,
     client_streams: spdy::StreamWatcher,
@@ -131,14 +132,15 @@ impl Tunnel for SpdyTunnel {
                 Some(spdy::data_frame(stream, spdy::FLAG_FIN, &payload))
             }
             Subresource::PortForward => {
-                let notice: Vec<u8> = self
-                    .client_streams
-                    .error_streams()
+                let streams = &self.client_streams;
+                let errors = streams.error_streams().iter().flat_map(|stream| {
+                    spdy::data_frame(*stream, spdy::FLAG_FIN, message.as_bytes())
+                });
+                let ends = streams
+                    .data_streams()
                     .iter()
-                    .flat_map(|stream| {
-                        spdy::data_frame(*stream, spdy::FLAG_FIN, message.as_bytes())
-                    })
-                    .collect();
+                    .flat_map(|stream| spdy::data_frame(*stream, spdy::FLAG_FIN, &[]));
+                let notice: Vec<u8> = errors.chain(ends).collect();
                 (!notice.is_empty()).then_some(notice)
             }
             Subresource::Other => None,

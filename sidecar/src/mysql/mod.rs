@@ -190,16 +190,7 @@ impl MysqlProxy {
         principal: &CertIdentity,
         sid: &str,
     ) -> Result<upstream::Upstream, UpstreamError> {
-        let mut attributes = hello.attributes.clone();
-        attributes.retain(|(name, _)| {
-            let own = is_attribution_attribute(name);
-            if own {
-                tracing::info!(attribute = %name, "dropped a client connection attribute that only the proxy may set");
-            }
-            !own
-        });
-        attributes.push((ATTRIBUTE_USER.into(), principal.user.clone()));
-        attributes.push((ATTRIBUTE_SESSION.into(), sid.to_string()));
+        let attributes = upstream_attributes(&hello.attributes, &principal.user, sid);
         let login = upstream::Login {
             user: &hello.user,
             database: hello.database.as_deref(),
@@ -237,12 +228,31 @@ impl MysqlProxy {
     }
 }
 
-/// Whether a connection attribute is one the proxy sets to say who is behind
-/// a session (`deadbolt_*`, in any case).
-fn is_attribution_attribute(name: &str) -> bool {
-    name.trim()
-        .to_ascii_lowercase()
-        .starts_with(ATTRIBUTE_PREFIX)
+/// The connection attributes of the upstream login: the client's, except
+/// any that claim to be the proxy's own (`deadbolt_*`, in any case), then who
+/// is behind the session.
+fn upstream_attributes(
+    client: &[(String, String)],
+    user: &str,
+    sid: &str,
+) -> Vec<(String, String)> {
+    let mut attributes: Vec<(String, String)> = client
+        .iter()
+        .filter(|(name, _)| {
+            let forged = name
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with(ATTRIBUTE_PREFIX);
+            if forged {
+                tracing::info!(attribute = %name, "dropped a client connection attribute that only the proxy may set");
+            }
+            !forged
+        })
+        .cloned()
+        .collect();
+    attributes.push((ATTRIBUTE_USER.into(), user.to_string()));
+    attributes.push((ATTRIBUTE_SESSION.into(), sid.to_string()));
+    attributes
 }
 
 /// A logged-in MySQL client.
@@ -399,5 +409,30 @@ impl DatabaseProtocol for MysqlProxy {
             relay::linger(&mut client.opened.stream).await;
         }
         ending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_cannot_set_the_proxys_attribution_attributes() {
+        let client = vec![
+            ("_client_name".to_string(), "libmariadb".to_string()),
+            ("deadbolt_user".to_string(), "admin".to_string()),
+            (" DEADBOLT_Session".to_string(), "forged".to_string()),
+            ("program_name".to_string(), "mysql".to_string()),
+        ];
+        let attributes = upstream_attributes(&client, "alice", "sid-1");
+        assert_eq!(
+            attributes,
+            [
+                ("_client_name".to_string(), "libmariadb".to_string()),
+                ("program_name".to_string(), "mysql".to_string()),
+                ("deadbolt_user".to_string(), "alice".to_string()),
+                ("deadbolt_session".to_string(), "sid-1".to_string()),
+            ]
+        );
     }
 }

@@ -242,6 +242,11 @@ fn query_pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A path decoded as Go's `url.URL.Path` is: `%XX` escapes, `+` kept.
+fn decode_path(path: &str) -> String {
+    decode(&path.replace('+', "%2B"))
+}
+
 fn decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -298,7 +303,8 @@ async fn handle(state: Arc<State>, mut request: Request<Incoming>) -> Response<B
             "the fake API server only serves impersonated requests",
         );
     }
-    let path = request.uri().path().to_string();
+    // Routed on the decoded path, as the API server (Go's net/url) routes.
+    let path = decode_path(request.uri().path());
     let query = query_pairs(request.uri().query().unwrap_or_default());
     let flag = |name: &str| {
         query
@@ -362,6 +368,8 @@ async fn handle(state: Arc<State>, mut request: Request<Incoming>) -> Response<B
             json_response(StatusCode::OK, &pod())
         }
         ["api", "v1", "namespaces", NAMESPACE, "pods", POD, "log"] => log_response(flag("follow")),
+        // The kubelet's own endpoints through `nodes/proxy`: here, a log that never ends.
+        ["api", "v1", "nodes", NODE, "proxy", ..] => log_response(true),
         [
             "api",
             "v1",
@@ -518,6 +526,9 @@ fn watch_response(state: &Arc<State>, table: bool) -> Response<Body> {
         .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
     response
 }
+
+/// The fake cluster's one node.
+pub const NODE: &str = "node-1";
 
 /// Log lines; with `follow`, a new one every 100 ms, forever.
 fn log_response(follow: bool) -> Response<Body> {

@@ -52,6 +52,9 @@ pub struct Operator {
     pub ca: Arc<DeadboltCa>,
     /// The view; edit it to push changes.
     pub store: ViewStore,
+    /// Whether the operator's own view is complete and its watches healthy;
+    /// heartbeats stop while it is not, as when its API server is unreachable.
+    pub readiness: Readiness,
     trigger: Option<ShutdownTrigger>,
     task: Option<JoinHandle<()>>,
 }
@@ -67,9 +70,11 @@ impl Operator {
             addr: "127.0.0.1:0".parse().unwrap(),
             ca,
             store,
+            readiness: Readiness::new(),
             trigger: None,
             task: None,
         };
+        operator.readiness.set_ready();
         operator.serve().await;
         operator
     }
@@ -90,8 +95,7 @@ impl Operator {
         .unwrap();
         let listener = TcpListener::bind(self.addr).await.unwrap();
         self.addr = listener.local_addr().unwrap();
-        let readiness = Readiness::new();
-        readiness.set_ready();
+        let readiness = self.readiness.clone();
         let (trigger, shutdown) = Shutdown::new();
         let context = StreamContext {
             store: self.store.clone(),
