@@ -28,16 +28,22 @@ const UNITS: [(&str, u128); 8] = [
     ("h", 3_600_000_000_000),
 ];
 
-/// Parses a non-negative Go duration, as `time.ParseDuration` does (without a sign).
+/// Parses a non-negative Go duration, as `time.ParseDuration` does: a
+/// leading `+` is allowed (the API server's CEL `duration()` accepts it, so a
+/// Lock's `ttl` may carry one), a `-` is not.
 pub fn parse(input: &str) -> Result<Duration, DurationError> {
     let invalid = || DurationError::Invalid(input.to_string());
     if input.is_empty() {
         return Err(DurationError::Empty);
     }
-    if input == "0" {
+    let unsigned = input.strip_prefix('+').unwrap_or(input);
+    if unsigned.is_empty() {
+        return Err(invalid());
+    }
+    if unsigned == "0" {
         return Ok(Duration::ZERO);
     }
-    let mut rest = input;
+    let mut rest = unsigned;
     let mut total_nanos: u128 = 0;
     while !rest.is_empty() {
         let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
@@ -134,12 +140,14 @@ mod tests {
         assert_eq!(parse("2m3.5s").unwrap(), Duration::from_millis(123_500));
         assert_eq!(parse("7µs").unwrap(), Duration::from_micros(7));
         assert_eq!(parse("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse("+1h30m").unwrap(), Duration::from_secs(5_400));
+        assert_eq!(parse("+0").unwrap(), Duration::ZERO);
     }
 
     #[test]
     fn rejects_what_go_rejects() {
         for bad in [
-            "", "h", "10", "10d", "1h-5m", ".h", "1.h2", " 1h", "1h ", "-1h",
+            "", "h", "10", "10d", "1h-5m", ".h", "1.h2", " 1h", "1h ", "-1h", "+", "++1h", "+-1h",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should not parse");
         }

@@ -50,7 +50,7 @@ pub struct RoleRecord {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRecord {
-    /// The User's name.
+    /// The User object's name; the user's name is `spec.username`, else this.
     pub name: String,
     /// Its spec.
     pub spec: UserSpec,

@@ -5,7 +5,7 @@
 //! locked) and reports which locks a change brought in, so the proxy can cut
 //! the sessions they match.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use jiff::Timestamp;
 
@@ -51,7 +51,11 @@ pub struct ViewReplica {
     revision: Option<Revision>,
     locks: LockView,
     roles: HashMap<String, AccessRoleSpec>,
+    /// Users by object name.
     users: HashMap<String, UserSpec>,
+    /// Object names by username; should two User objects claim one username,
+    /// the smallest object name is the one that counts.
+    usernames: HashMap<String, BTreeSet<String>>,
     config: ClusterConfig,
 }
 
@@ -81,9 +85,32 @@ impl ViewReplica {
         self.roles.get(name)
     }
 
-    /// A user's spec.
-    pub fn user(&self, name: &str) -> Option<&UserSpec> {
-        self.users.get(name)
+    /// The spec of the user named `username` (`spec.username`, else the object's name).
+    pub fn user(&self, username: &str) -> Option<&UserSpec> {
+        let object = self.usernames.get(username)?.first()?;
+        self.users.get(object)
+    }
+
+    fn insert_user(&mut self, name: String, spec: UserSpec) {
+        self.remove_user(&name);
+        self.usernames
+            .entry(spec.username_or(&name).to_string())
+            .or_default()
+            .insert(name.clone());
+        self.users.insert(name, spec);
+    }
+
+    fn remove_user(&mut self, name: &str) {
+        let Some(old) = self.users.remove(name) else {
+            return;
+        };
+        let username = old.username_or(name);
+        if let Some(objects) = self.usernames.get_mut(username) {
+            objects.remove(name);
+            if objects.is_empty() {
+                self.usernames.remove(username);
+            }
+        }
     }
 
     /// Applies one event. A delta must carry exactly the revision after the
@@ -99,11 +126,11 @@ impl ViewReplica {
                 .into_iter()
                 .map(|r| (r.name, r.spec))
                 .collect();
-            self.users = snapshot
-                .users
-                .into_iter()
-                .map(|u| (u.name, u.spec))
-                .collect();
+            self.users.clear();
+            self.usernames.clear();
+            for user in snapshot.users {
+                self.insert_user(user.name, user.spec);
+            }
             self.config = snapshot.config;
             self.revision = Some(received);
             return Ok(Applied::Snapshot);
@@ -129,7 +156,7 @@ impl ViewReplica {
                     Applied::Policy
                 }
                 ViewObject::User(user) => {
-                    self.users.insert(user.name, user.spec);
+                    self.insert_user(user.name, user.spec);
                     Applied::Policy
                 }
                 ViewObject::Config(config) => {
@@ -147,7 +174,7 @@ impl ViewReplica {
                     Applied::Policy
                 }
                 ObjectKey::User(name) => {
-                    self.users.remove(&name);
+                    self.remove_user(&name);
                     Applied::Policy
                 }
             },
@@ -159,7 +186,7 @@ impl ViewReplica {
     /// credential names directly. Sorted and de-duplicated.
     pub fn roles_for(&self, user: &str, groups: &[String], direct: &[String]) -> Vec<String> {
         let mut roles: Vec<String> = direct.to_vec();
-        if let Some(spec) = self.users.get(user) {
+        if let Some(spec) = self.user(user) {
             roles.extend(spec.roles.iter().cloned());
         }
         roles.extend(
@@ -183,8 +210,7 @@ impl ViewReplica {
 
     /// A user's traits, empty when it has no User resource.
     pub fn traits(&self, user: &str) -> UserTraits {
-        self.users
-            .get(user)
+        self.user(user)
             .map(|spec| spec.traits.clone())
             .unwrap_or_default()
     }
@@ -354,6 +380,57 @@ mod tests {
             replica.locking_mode(&["dev".into()]),
             LockingMode::BestEffort
         );
+    }
+
+    #[test]
+    fn users_are_found_by_their_username() {
+        let mut replica = ViewReplica::default();
+        replica.apply(snapshot(1)).unwrap();
+        let olga = |roles: &[&str]| UserSpec {
+            username: Some("olga@example.com".into()),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..Default::default()
+        };
+        replica
+            .apply(ViewEvent::Upsert {
+                revision: 2,
+                object: ViewObject::User(UserRecord {
+                    name: "olga".into(),
+                    spec: olga(&["access-dev"]),
+                }),
+            })
+            .unwrap();
+        assert_eq!(
+            replica.roles_for("olga@example.com", &[], &[]),
+            ["access-dev"]
+        );
+        assert!(replica.roles_for("olga", &[], &[]).is_empty());
+        assert_eq!(
+            replica.roles_for("bob", &[], &[]),
+            ["dev"],
+            "a plain name still works"
+        );
+        // A second object claiming the same username does not count.
+        replica
+            .apply(ViewEvent::Upsert {
+                revision: 3,
+                object: ViewObject::User(UserRecord {
+                    name: "olga-2".into(),
+                    spec: olga(&["admin"]),
+                }),
+            })
+            .unwrap();
+        assert_eq!(
+            replica.roles_for("olga@example.com", &[], &[]),
+            ["access-dev"]
+        );
+        replica
+            .apply(ViewEvent::Delete {
+                revision: 4,
+                key: ObjectKey::User("olga".into()),
+            })
+            .unwrap();
+        assert_eq!(replica.roles_for("olga@example.com", &[], &[]), ["admin"]);
     }
 
     #[test]

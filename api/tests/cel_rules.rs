@@ -171,6 +171,27 @@ fn a_users_type_cannot_change() {
     assert!(violations::<User>(resynced, Some(sso)).is_empty());
 }
 
+#[test]
+fn a_username_is_set_once_and_never_changes() {
+    let plain = user(json!({"type": "sso", "roles": ["dev"]}));
+    let olga = user(json!({"type": "sso", "username": "olga@example.com", "roles": ["dev"]}));
+    assert!(violations::<User>(olga.clone(), None).is_empty());
+    let message = "a user's username cannot change; create a new User instead";
+    let renamed = user(json!({"type": "sso", "username": "olga@example.org", "roles": ["dev"]}));
+    assert_eq!(
+        violations::<User>(renamed, Some(olga.clone())),
+        vec![message]
+    );
+    assert_eq!(
+        violations::<User>(plain.clone(), Some(olga.clone())),
+        vec![message]
+    );
+    assert_eq!(violations::<User>(olga.clone(), Some(plain)), vec![message]);
+    let more_roles =
+        user(json!({"type": "sso", "username": "olga@example.com", "roles": ["dev", "ops"]}));
+    assert!(violations::<User>(more_roles, Some(olga)).is_empty());
+}
+
 fn device(name: &str) -> Value {
     json!({
         "apiVersion": "deadbolt.dev/v1", "kind": "MfaDevice", "metadata": {"name": name},

@@ -443,11 +443,11 @@ async fn ls_pages_through_locks_and_prints_a_table() {
     server.await.unwrap();
     outcome.result.as_ref().expect("ls succeeds");
     let expected = [
-        "NAME                                   TARGET                     MESSAGE                EXPIRES                IN-FORCE   ENFORCED",
+        "NAME                                   TARGET                    MESSAGE                EXPIRES                IN-FORCE   ENFORCED",
         "5444970a-39a0-4814-968d-e58b4a8fa686   User:\"alice\" Role:\"dev\"   Suspicious activity.   2026-01-01T10:00:00Z   True       3/3",
-        "forever                                ServerID:\"proxy-1\"         line one line two      never                  <none>     <none>",
-        "fixed                                  Login:\"root\"               <none>                 2030-01-01T00:00:00Z   <none>     <none>",
-        "fresh                                  Device:\"d1\"                <none>                 2026-01-01T01:30:00Z   <none>     <none>",
+        "forever                                ServerID:\"proxy-1\"        line one line two      never                  <none>     <none>",
+        "fixed                                  Login:\"root\"              <none>                 2030-01-01T00:00:00Z   <none>     <none>",
+        "fresh                                  Device:\"d1\"               <none>                 2026-01-01T01:30:00Z   <none>     <none>",
     ];
     assert_eq!(
         outcome.out,

@@ -122,6 +122,24 @@ pub struct Args {
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
 
+    /// A ValidatingWebhookConfiguration whose `caBundle` the leader sets to
+    /// the Deadbolt CA, which issues the webhooks' serving certificate
+    /// (without cert-manager). Repeatable.
+    #[arg(
+        long = "validating-webhook-configuration",
+        env = "DEADBOLT_VALIDATING_WEBHOOK_CONFIGURATIONS",
+        value_delimiter = ','
+    )]
+    pub validating_webhook_configurations: Vec<String>,
+
+    /// The same for a MutatingWebhookConfiguration. Repeatable.
+    #[arg(
+        long = "mutating-webhook-configuration",
+        env = "DEADBOLT_MUTATING_WEBHOOK_CONFIGURATIONS",
+        value_delimiter = ','
+    )]
+    pub mutating_webhook_configurations: Vec<String>,
+
     /// Address of the admission webhooks (HTTPS; Kubernetes source only).
     #[arg(long, env = "DEADBOLT_WEBHOOK_LISTEN", default_value = "0.0.0.0:9443")]
     pub webhook_listen: std::net::SocketAddr,
@@ -155,6 +173,17 @@ pub struct Args {
     #[arg(long = "lock-exempt-group", env = "DEADBOLT_LOCK_EXEMPT_GROUPS", value_delimiter = ',',
           default_value = crate::admission::DEFAULT_EXEMPT_GROUP)]
     pub lock_exempt_groups: Vec<String>,
+
+    /// The image injected database sidecars run (`POST /mutate/pods`, for
+    /// Pods annotated `deadbolt.dev/inject`). Without it the endpoint injects
+    /// nothing and refuses Pods that ask.
+    #[arg(long, env = "DEADBOLT_INJECT_IMAGE", requires = "inject_view_url")]
+    pub inject_image: Option<String>,
+
+    /// The lock-view URL injected sidecars subscribe to, e.g.
+    /// `https://deadbolt-operator.deadbolt-system.svc:8443`.
+    #[arg(long, env = "DEADBOLT_INJECT_VIEW_URL", requires = "inject_image")]
+    pub inject_view_url: Option<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

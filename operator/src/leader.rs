@@ -11,12 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use kube::Client;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseParams};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::Metrics;
+use crate::ownership;
 use crate::shutdown::Shutdown;
 
 /// The Lease the replicas compete for.
@@ -93,7 +96,7 @@ impl LeadershipSwitch {
 }
 
 /// Where and as whom to take part in the election.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ElectionConfig {
     /// The Lease's name.
     pub lease_name: String,
@@ -105,6 +108,8 @@ pub struct ElectionConfig {
     pub lease_duration_seconds: u64,
     /// Seconds before expiry that the leader renews; less than the duration.
     pub grace_seconds: u64,
+    /// The Lease's owner (see [`crate::ownership`]), set once it exists.
+    pub owner: Option<OwnerReference>,
 }
 
 impl ElectionConfig {
@@ -116,6 +121,7 @@ impl ElectionConfig {
             identity: identity.into(),
             lease_duration_seconds: LEASE_DURATION_SECONDS,
             grace_seconds: LEASE_GRACE_SECONDS,
+            owner: None,
         }
     }
 }
@@ -142,6 +148,7 @@ pub fn elect(
             match manager {
                 Ok(manager) => {
                     retry = RETRY_MIN;
+                    adopt_lease(&client, &config).await;
                     follow_lease(manager, &config, &switch, &metrics, &shutdown).await;
                 }
                 Err(error) => {
@@ -178,6 +185,18 @@ async fn build_manager(
         .with_parameters(params)
         .build()
         .await
+}
+
+/// Gives the Lease (which building the manager created) its owner.
+async fn adopt_lease(client: &Client, config: &ElectionConfig) {
+    let Some(owner) = &config.owner else {
+        return;
+    };
+    let api: Api<Lease> = Api::namespaced(client.clone(), &config.namespace);
+    if let Err(error) = ownership::adopt(&api, &config.lease_name, owner).await {
+        tracing::warn!(%error, lease = %config.lease_name,
+            "cannot give the leader Lease its owner; it will outlive the installation");
+    }
 }
 
 /// Mirrors the lease manager's state into `switch` until shutdown or until

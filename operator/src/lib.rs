@@ -14,6 +14,8 @@
 //! - [`controller`] writes status (expiry, `enforcedBy`, user locks, role
 //!   checks), audits lock events and handles temporary and suspended users,
 //!   in the replica that [`leader`] election picked. Kubernetes source only.
+//! - [`ownership`] makes what the operator creates (CA Secret, Leases) owned
+//!   by its ServiceAccount, so uninstalling removes it.
 
 pub use deadbolt_runtime::{body, logging, shutdown};
 
@@ -24,6 +26,7 @@ pub mod auth;
 pub mod ca;
 pub mod controller;
 pub mod leader;
+pub mod ownership;
 pub mod source;
 pub mod status;
 pub mod stream;

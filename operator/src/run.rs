@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -15,6 +16,7 @@ use crate::auth::{Authenticator, CachePolicy, CachingTokenChecker, TokenReviewer
 use crate::ca::{self, Created, DeadboltCa, DirCaStore, SecretCaStore};
 use crate::controller::{self, AuditSink, Settings};
 use crate::leader::{self, ElectionConfig, Leadership};
+use crate::ownership;
 use crate::shutdown::{self, Shutdown};
 use crate::source::{self, DirOptions, DirSource, SourceSpec};
 use crate::stream::{self, StreamContext};
@@ -90,6 +92,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     idp_sync_users: args.idp_sync_users.clone(),
                     exempt_users: args.lock_exempt_users.clone(),
                     exempt_groups: args.lock_exempt_groups.clone(),
+                    injection: args
+                        .inject_image
+                        .clone()
+                        .zip(args.inject_view_url.clone())
+                        .map(|(image, view_url)| admission::InjectSettings { image, view_url }),
                 },
             );
             tracing::info!(listen = %args.webhook_listen, "admission webhooks started");
@@ -174,7 +181,10 @@ async fn start_kube(
                 .filter(|ns| !ns.is_empty())
         })
         .unwrap_or_else(|| client.default_namespace().to_string());
-    let (ca, created) = ca::load_or_create(&SecretCaStore::new(client.clone(), &namespace)).await?;
+    let owner =
+        ownership::service_account_owner(client.clone(), &namespace, &args.service_account).await;
+    let ca_store = SecretCaStore::new(client.clone(), &namespace).with_owner(owner.clone());
+    let (ca, created) = ca::load_or_create(&ca_store).await?;
     log_ca(&format!("Secret {namespace}/{}", ca::SECRET_NAME), created);
     let reviewer = TokenReviewer::new(client.clone(), &args.token_audience);
     let tokens = CachingTokenChecker::new(reviewer, CachePolicy::default());
@@ -192,15 +202,21 @@ async fn start_kube(
         metrics.clone(),
         shutdown.clone(),
     ));
-    let controllers = start_controllers(
-        args,
-        client,
-        &namespace,
-        store,
-        subscribers,
-        metrics,
-        shutdown,
-    )?;
+    let home = Home {
+        client: client.clone(),
+        namespace: namespace.clone(),
+        owner,
+    };
+    let (controllers, leadership) =
+        start_controllers(args, home, store, subscribers, metrics, shutdown)?;
+    let configurations = admission::WebhookConfigurations {
+        validating: args.validating_webhook_configurations.clone(),
+        mutating: args.mutating_webhook_configurations.clone(),
+    };
+    if !configurations.is_empty() {
+        let bundle = admission::CaBundle::new(client, configurations, ca.cert_pem());
+        tokio::spawn(bundle.keep(leadership, shutdown.clone()));
+    }
     let task = tokio::spawn(async move {
         let _ = futures::future::join(source_task, controllers).await;
     });
@@ -214,18 +230,25 @@ async fn start_kube(
     })
 }
 
+/// Where the operator runs: its client, its namespace, and the owner of the
+/// objects it creates there (see [`ownership`]).
+struct Home {
+    client: kube::Client,
+    namespace: String,
+    owner: Option<OwnerReference>,
+}
+
 /// Starts leader election and the controllers (Kubernetes source only: with
 /// `dir:` there is nothing to write status to, and proxies expire locks from
 /// `expiresAt` on their own).
 fn start_controllers(
     args: &Args,
-    client: kube::Client,
-    namespace: &str,
+    home: Home,
     store: &ViewStore,
     subscribers: &Subscribers,
     metrics: &Arc<Metrics>,
     shutdown: &Shutdown,
-) -> anyhow::Result<JoinHandle<()>> {
+) -> anyhow::Result<(JoinHandle<()>, Leadership)> {
     let audit = match &args.audit_log {
         Some(path) => AuditSink::file(path)
             .with_context(|| format!("cannot open --audit-log {}", path.display()))?,
@@ -240,8 +263,17 @@ fn start_controllers(
                 .filter(|name| !name.is_empty())
         })
         .unwrap_or_else(|| format!("deadbolt-operator-{}", uuid::Uuid::new_v4().simple()));
+    let Home {
+        client,
+        namespace,
+        owner,
+    } = home;
+    let namespace = namespace.as_str();
     let (leadership, election) = if args.leader_election {
-        let config = ElectionConfig::new(namespace, &identity);
+        let config = ElectionConfig {
+            owner: owner.clone(),
+            ..ElectionConfig::new(namespace, &identity)
+        };
         tracing::info!(lease = %config.lease_name, namespace, identity, "joining leader election");
         let (leadership, task) =
             leader::elect(client.clone(), config, metrics.clone(), shutdown.clone());
@@ -253,9 +285,11 @@ fn start_controllers(
         metrics.set_leader(true);
         (Leadership::always(), None)
     };
+    let reports = controller::replicas::ReportExchange::new(client.clone(), namespace, &identity)
+        .with_owner(owner);
     let ctx = controller::Context::new(client)
         .with_instance(identity)
-        .with_leadership(leadership)
+        .with_leadership(leadership.clone())
         .with_audit(audit.clone())
         .with_metrics(metrics.clone())
         .with_settings(Settings {
@@ -265,9 +299,10 @@ fn start_controllers(
         Arc::new(ctx),
         store.clone(),
         subscribers.clone(),
+        Some(reports),
         shutdown.clone(),
     ));
-    Ok(tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let _ = controllers.await;
         let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
         // On shutdown the election steps down (stops writes) and hands the
@@ -275,7 +310,8 @@ fn start_controllers(
         if let Some(election) = election {
             let _ = election.await;
         }
-    }))
+    });
+    Ok((task, leadership))
 }
 
 async fn start_dir(

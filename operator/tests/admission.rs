@@ -11,7 +11,9 @@ use deadbolt_api::protocol::{ClusterConfig, RoleRecord, UserRecord, ViewObject};
 use deadbolt_api::resources::{LockTargetSpec, RoleOptions};
 use deadbolt_api::{AccessRoleSpec, LockingMode, UserSpec};
 use deadbolt_operator::admin::Readiness;
-use deadbolt_operator::admission::{self, Endpoint, Webhook, WebhookSettings};
+use deadbolt_operator::admission::{
+    self, CONTAINER_NAME, Endpoint, InjectSettings, Webhook, WebhookSettings,
+};
 use deadbolt_operator::ca::DeadboltCa;
 use deadbolt_operator::shutdown::Shutdown;
 use deadbolt_operator::view::{ViewStore, default_cluster_config};
@@ -412,6 +414,73 @@ fn new_locks_are_stamped_with_their_creator() {
     );
 }
 
+/// A Pod CREATE review for a Pod with `annotations`.
+fn create_pod(annotations: Value) -> Value {
+    let mut review = fixture("create-configmap.json");
+    let request = &mut review["request"];
+    request["kind"] = json!({"group": "", "version": "v1", "kind": "Pod"});
+    request["resource"] = json!({"group": "", "version": "v1", "resource": "pods"});
+    request["name"] = json!("orders-db-0");
+    request["object"] = json!({
+        "kind": "Pod", "apiVersion": "v1",
+        "metadata": {"name": "orders-db-0", "namespace": "shop", "annotations": annotations,
+                     "labels": {"app": "orders"}},
+        "spec": {"containers": [{"name": "postgres", "image": "postgres:15"}]},
+    });
+    review
+}
+
+#[test]
+fn pods_that_ask_get_a_database_sidecar() {
+    let injecting = Webhook::new(
+        store(),
+        Readiness::new(),
+        WebhookSettings {
+            injection: Some(InjectSettings {
+                image: "localhost/deadbolt:dev".into(),
+                view_url: "https://deadbolt-operator.deadbolt-system.svc:8443".into(),
+            }),
+            ..settings()
+        },
+    );
+    let asks = create_pod(
+        json!({"deadbolt.dev/inject": "postgres", "deadbolt.dev/tls-secret": "orders-db-tls"}),
+    );
+    let response = respond(&injecting, Endpoint::MutatePods, &asks);
+    assert_eq!(response["allowed"], true);
+    let patch = decoded_patch(&response);
+    assert_eq!(patch[0]["path"], "/spec/containers/-");
+    assert_eq!(patch[0]["value"]["name"], CONTAINER_NAME);
+    assert_eq!(patch[0]["value"]["image"], "localhost/deadbolt:dev");
+
+    // A Pod that asks wrongly is refused with the reason, and one that asks
+    // for nothing is left alone.
+    let wrong = create_pod(json!({"deadbolt.dev/inject": "postgres"}));
+    let response = respond(&injecting, Endpoint::MutatePods, &wrong);
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 422);
+    let plain = create_pod(json!({}));
+    assert_eq!(
+        respond(&injecting, Endpoint::MutatePods, &plain),
+        allowed(&plain)
+    );
+
+    // An operator that does not inject refuses Pods that ask rather than
+    // letting them start without their proxy.
+    let response = respond(&webhook(store()), Endpoint::MutatePods, &asks);
+    assert_eq!(response["allowed"], false);
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--inject-image")
+    );
+    assert_eq!(
+        respond(&webhook(store()), Endpoint::MutatePods, &plain),
+        allowed(&plain)
+    );
+}
+
 #[test]
 fn created_by_is_restored_on_update_and_a_change_is_refused() {
     let webhook = webhook(store());
@@ -719,7 +788,8 @@ fn every_endpoint_has_its_path() {
         [
             "/validate/deadbolt",
             "/validate/locks-enforcement",
-            "/mutate/locks"
+            "/mutate/locks",
+            "/mutate/pods"
         ]
     );
     for endpoint in Endpoint::ALL {

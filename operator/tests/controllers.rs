@@ -225,6 +225,32 @@ fn condition(
     })
 }
 
+/// `ready` and the `Reconciling` and `Stalled` conditions kstatus reads beside
+/// it (same reason, generation and transition time), then `rest`.
+fn with_kstatus<const N: usize>(ready: Value, rest: [Value; N]) -> Value {
+    let failed = ready["status"] == "False";
+    let derived = |type_: &str, status: &str, message: Value| {
+        let mut condition = ready.clone();
+        condition["type"] = json!(type_);
+        condition["status"] = json!(status);
+        condition["message"] = message;
+        condition
+    };
+    let reconciling = derived(
+        "Reconciling",
+        "False",
+        json!("the latest generation has been acted on"),
+    );
+    let stalled = if failed {
+        derived("Stalled", "True", ready["message"].clone())
+    } else {
+        derived("Stalled", "False", json!("nothing to fix"))
+    };
+    let mut all = vec![ready, reconciling, stalled];
+    all.extend(rest);
+    Value::Array(all)
+}
+
 // ---------------------------------------------------------------- Lock
 
 const INCIDENT_STATUS: &str =
@@ -233,10 +259,10 @@ const INCIDENT_STATUS: &str =
 fn incident_status(in_force: Value, enforced_by: Option<&str>) -> Value {
     let mut status = json!({
         "observedGeneration": 1,
-        "conditions": [
+        "conditions": with_kstatus(
             condition("Ready", "True", "Accepted", r#"targets User:"alice""#, 1, "2026-01-01T00:00:05Z"),
-            in_force,
-        ],
+            [in_force],
+        ),
         "expiresAt": "2026-01-01T10:00:00Z",
     });
     if let Some(count) = enforced_by {
@@ -303,10 +329,10 @@ async fn ttl_counts_from_creation_not_from_the_reconcile() {
     let verifier = server.spawn(|mut server| async move {
         let mut expected = json!({"apiVersion": "deadbolt.dev/v1", "kind": "Lock", "status": {
             "observedGeneration": 1,
-            "conditions": [
+            "conditions": with_kstatus(
                 condition("Ready", "True", "Accepted", r#"targets User:"alice""#, 1, "2026-01-01T01:00:00Z"),
-                condition("InForce", "True", "InForce", "in force until 2026-01-01T01:30:00Z", 1, "2026-01-01T01:00:00Z"),
-            ],
+                [condition("InForce", "True", "InForce", "in force until 2026-01-01T01:30:00Z", 1, "2026-01-01T01:00:00Z")],
+            ),
             "expiresAt": "2026-01-01T01:30:00Z",
         }});
         server.expect_status(INCIDENT_STATUS, &reply, expected.take()).await;
@@ -494,10 +520,10 @@ async fn an_expired_lock_within_retention_is_requeued_for_its_end() {
     let verifier = server.spawn(|mut server| async move {
         let expected = json!({"apiVersion": "deadbolt.dev/v1", "kind": "Lock", "status": {
             "observedGeneration": 2,
-            "conditions": [
+            "conditions": with_kstatus(
                 condition("Ready", "True", "Accepted", r#"targets Role:"dev""#, 2, "2026-01-01T02:30:00Z"),
-                condition("InForce", "False", "Expired", "expired at 2026-01-01T02:00:00Z", 2, "2026-01-01T02:30:00Z"),
-            ],
+                [condition("InForce", "False", "Expired", "expired at 2026-01-01T02:00:00Z", 2, "2026-01-01T02:30:00Z")],
+            ),
             "expiresAt": "2026-01-01T02:00:00Z",
         }});
         server.expect_status("/apis/deadbolt.dev/v1/locks/maintenance/status?&force=true&fieldManager=deadbolt-operator", &reply, expected).await;
@@ -524,10 +550,10 @@ async fn an_invalid_lock_is_not_ready() {
     let verifier = server.spawn(|mut server| async move {
         let expected = json!({"apiVersion": "deadbolt.dev/v1", "kind": "Lock", "status": {
             "observedGeneration": 1,
-            "conditions": [
+            "conditions": with_kstatus(
                 condition("Ready", "False", "Invalid", r#"lock "confused" sets both expires and ttl"#, 1, "2026-01-01T00:00:01Z"),
-                condition("InForce", "Unknown", "Invalid", "proxies keep the last valid version of this lock, if they had one", 1, "2026-01-01T00:00:01Z"),
-            ],
+                [condition("InForce", "Unknown", "Invalid", "proxies keep the last valid version of this lock, if they had one", 1, "2026-01-01T00:00:01Z")],
+            ),
         }});
         server.expect_status("/apis/deadbolt.dev/v1/locks/confused/status?&force=true&fieldManager=deadbolt-operator", &reply, expected).await;
         server.expect_event(("Lock", "confused"), "Warning", "Invalid", r#"lock "confused" sets both expires and ttl"#).await;
@@ -548,23 +574,25 @@ async fn a_lock_fixed_after_being_invalid_is_audited_as_created() {
     incident.status = Some(
         serde_json::from_value(json!({
             "observedGeneration": 1,
-            "conditions": [
+            "conditions": with_kstatus(
                 condition("Ready", "False", "Invalid", "whatever was wrong", 1, "2026-01-01T00:00:01Z"),
-                condition("InForce", "Unknown", "Invalid", "proxies keep the last valid version of this lock, if they had one", 1, "2026-01-01T00:00:01Z"),
-            ],
+                [condition("InForce", "Unknown", "Invalid", "proxies keep the last valid version of this lock, if they had one", 1, "2026-01-01T00:00:01Z")],
+            ),
         }))
         .unwrap(),
     );
     let reply = incident.clone();
     let verifier = server.spawn(|mut server| async move {
-        let expected = json!({"apiVersion": "deadbolt.dev/v1", "kind": "Lock", "status": {
+        let mut expected = json!({"apiVersion": "deadbolt.dev/v1", "kind": "Lock", "status": {
             "observedGeneration": 2,
-            "conditions": [
+            "conditions": with_kstatus(
                 condition("Ready", "True", "Accepted", r#"targets User:"alice""#, 2, "2026-01-01T00:00:05Z"),
-                condition("InForce", "True", "InForce", "in force until 2026-01-01T10:00:00Z", 2, "2026-01-01T00:00:05Z"),
-            ],
+                [condition("InForce", "True", "InForce", "in force until 2026-01-01T10:00:00Z", 2, "2026-01-01T00:00:05Z")],
+            ),
             "expiresAt": "2026-01-01T10:00:00Z",
         }});
+        // Reconciling was False before and still is: its transition time stays.
+        expected["status"]["conditions"][1]["lastTransitionTime"] = json!("2026-01-01T00:00:01Z");
         server.expect_status(INCIDENT_STATUS, &reply, expected).await;
         server
             .expect_event(("Lock", "incident"), "Normal", "Locked",
@@ -604,7 +632,7 @@ fn bob_lock_manifest() -> Value {
 fn user_status(generation: i64, message: &str, since: &str, locked_by: Option<&str>) -> Value {
     let mut status = json!({
         "observedGeneration": generation,
-        "conditions": [condition("Ready", "True", "Reconciled", message, generation, since)],
+        "conditions": with_kstatus(condition("Ready", "True", "Reconciled", message, generation, since), []),
         "locked": locked_by.is_some(),
     });
     if let Some(lock) = locked_by {
@@ -624,6 +652,38 @@ async fn a_suspended_synced_user_is_locked_automatically() {
                 "/apis/deadbolt.dev/v1/locks/deadbolt-suspended-bob?&force=true&fieldManager=deadbolt-operator",
                 bob_lock_manifest(),
                 bob_lock_manifest(),
+            )
+            .await;
+        server.expect_event(("User", "bob"), "Normal", "Locked",
+            "suspended in identity provider: applied Lock deadbolt-suspended-bob").await;
+        server
+            .expect_status(
+                "/apis/deadbolt.dev/v1/users/bob/status?&force=true&fieldManager=deadbolt-operator",
+                &reply,
+                user_status(3, "suspended in identity provider: locked by Lock deadbolt-suspended-bob",
+                    "2026-01-01T12:00:00Z", Some(BOB_LOCK)),
+            )
+            .await;
+        server
+    });
+    let action = run(ctx, bob, user::reconcile, verifier).await;
+    assert_eq!(action, Action::await_change());
+}
+
+#[tokio::test]
+async fn a_suspended_user_with_a_username_is_locked_by_that_name() {
+    let Scenario { ctx, server, .. } = scenario("2026-01-01T12:00:00Z");
+    let mut bob: User = fixture("user-synced-suspended.yaml");
+    bob.spec.username = Some("bob@example.com".into());
+    let reply = bob.clone();
+    let mut manifest = bob_lock_manifest();
+    manifest["spec"]["target"]["user"] = json!("bob@example.com");
+    let verifier = server.spawn(|mut server| async move {
+        server
+            .expect_apply(
+                "/apis/deadbolt.dev/v1/locks/deadbolt-suspended-bob?&force=true&fieldManager=deadbolt-operator",
+                manifest.clone(),
+                manifest,
             )
             .await;
         server.expect_event(("User", "bob"), "Normal", "Locked",
@@ -910,9 +970,9 @@ async fn an_empty_cluster_auth_preference_reports_the_defaults() {
     let verifier = server.spawn(|mut server| async move {
         let expected = json!({"apiVersion": "deadbolt.dev/v1", "kind": "ClusterAuthPreference", "status": {
             "observedGeneration": 1,
-            "conditions": [condition("Ready", "True", "Applied",
+            "conditions": with_kstatus(condition("Ready", "True", "Applied",
                 "in effect: lockingMode best_effort, requireSessionMfa false, maxLockStaleness 30s",
-                1, "2026-01-01T00:00:02Z")],
+                1, "2026-01-01T00:00:02Z"), []),
             "lockingMode": "best_effort",
             "requireSessionMfa": "false",
             "maxLockStaleness": "30s",
@@ -939,7 +999,7 @@ async fn a_contradictory_role_is_not_ready() {
     let verifier = server.spawn(move |mut server| async move {
         let expected = json!({"apiVersion": "deadbolt.dev/v1", "kind": "AccessRole", "status": {
             "observedGeneration": 4,
-            "conditions": [condition("Ready", "False", "Invalid", findings, 4, "2026-01-01T00:00:03Z")],
+            "conditions": with_kstatus(condition("Ready", "False", "Invalid", findings, 4, "2026-01-01T00:00:03Z"), []),
         }});
         server
             .expect_status(
@@ -1052,6 +1112,7 @@ async fn the_controllers_run_against_a_cluster_and_stop_on_shutdown() {
         Arc::new(ctx),
         ViewStore::default(),
         Subscribers::new(),
+        None,
         shutdown,
     ));
 

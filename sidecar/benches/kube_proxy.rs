@@ -40,6 +40,7 @@ use rustls::pki_types::ServerName;
 use support::kube_upstream::FakeApiServer;
 use support::operator::{Operator, target};
 use support::proxy_process::ProxyProcess;
+use support::stats::{machine, ms, percentile};
 
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -121,58 +122,14 @@ async fn load(target: &Target, path: &str, duration: Duration) -> Vec<Duration> 
     all
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cores} cores, {cpu}")
-}
-
 /// Opens a watch and returns a task that resolves when its `ERROR` event
 /// arrives: the instant and the event line.
 async fn open_watch(
     sender: &mut http2::SendRequest<Empty<Bytes>>,
     target: &Target,
 ) -> tokio::task::JoinHandle<Result<(Instant, String), String>> {
-    sender.ready().await.unwrap();
-    let response = sender
-        .send_request(target.request(&format!("{LIST}?watch=true")))
+    support::kube_client::watch_until_error(sender, target.request(&format!("{LIST}?watch=true")))
         .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let mut body = response.into_body();
-    tokio::spawn(async move {
-        let mut pending = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| e.to_string())?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            pending.extend_from_slice(&data);
-            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                if line.windows(14).any(|w| w == br#""type":"ERROR""#) {
-                    return Ok((Instant::now(), String::from_utf8_lossy(&line).into_owned()));
-                }
-            }
-        }
-        Err("the watch ended without an ERROR event".into())
-    })
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

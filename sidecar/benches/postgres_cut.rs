@@ -17,25 +17,23 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
 use deadbolt_api::TargetKind;
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::tls::{self, ClientTls};
 use futures::StreamExt;
 use rustls::ClientConfig;
-use rustls::pki_types::ServerName;
 use support::operator::{Operator, target};
+use support::pg_session::{await_cut, open_session};
 use support::postgres::Postgres;
 use support::proxy_process::{ProxyProcess, write_private};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::stats::{cpus, machine, ms, percentile};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 /// The exact command this figure comes from.
@@ -61,96 +59,6 @@ fn client_config(operator: &Operator, identity: &CertIdentity) -> Arc<ClientConf
     }
     .config(&[deadbolt_sidecar::postgres::ALPN_POSTGRESQL])
     .unwrap()
-}
-
-/// Reads one backend message: its tag and body.
-async fn read_message(stream: &mut TlsStream<TcpStream>) -> anyhow::Result<(u8, Vec<u8>)> {
-    let tag = stream.read_u8().await?;
-    let body = read_body(stream).await?;
-    Ok((tag, body))
-}
-
-async fn read_body(stream: &mut TlsStream<TcpStream>) -> anyhow::Result<Vec<u8>> {
-    let length = stream.read_u32().await? as usize;
-    ensure!(
-        (4..1 << 20).contains(&length),
-        "bad message length {length}"
-    );
-    let mut body = vec![0; length - 4];
-    stream.read_exact(&mut body).await?;
-    Ok(body)
-}
-
-/// `SEVERITY:  message` from an `ErrorResponse` body, as psql prints it.
-fn error_text(body: &[u8]) -> String {
-    let mut severity = "";
-    let mut message = "";
-    for field in body.split(|&b| b == 0).filter(|f| !f.is_empty()) {
-        let value = std::str::from_utf8(&field[1..]).unwrap_or("?");
-        match field[0] {
-            b'S' => severity = value,
-            b'M' => message = value,
-            _ => {}
-        }
-    }
-    format!("{severity}:  {message}")
-}
-
-/// SSLRequest, TLS, StartupMessage (login `app`, database `app`), then reads
-/// until ReadyForQuery.
-async fn open_session(
-    addr: SocketAddr,
-    config: Arc<ClientConfig>,
-) -> anyhow::Result<TlsStream<TcpStream>> {
-    let mut tcp = TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let mut ssl_request = 8u32.to_be_bytes().to_vec();
-    ssl_request.extend_from_slice(&80_877_103u32.to_be_bytes());
-    tcp.write_all(&ssl_request).await?;
-    let answer = tcp.read_u8().await?;
-    ensure!(
-        answer == b'S',
-        "the proxy answered {:?} to SSLRequest",
-        answer as char
-    );
-    let mut stream = TlsConnector::from(config)
-        .connect(ServerName::try_from("localhost")?, tcp)
-        .await
-        .context("TLS handshake")?;
-
-    let mut body = 196_608u32.to_be_bytes().to_vec();
-    for (key, value) in [("user", "app"), ("database", "app")] {
-        body.extend_from_slice(key.as_bytes());
-        body.push(0);
-        body.extend_from_slice(value.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut startup = u32::try_from(body.len() + 4)?.to_be_bytes().to_vec();
-    startup.extend_from_slice(&body);
-    stream.write_all(&startup).await?;
-    stream.flush().await?;
-    loop {
-        match read_message(&mut stream).await? {
-            (b'Z', _) => return Ok(stream),
-            (b'E', body) => bail!("refused: {}", error_text(&body)),
-            _ => {}
-        }
-    }
-}
-
-/// Idles until the next message; when it starts arriving, the instant, then the
-/// message (which should be the FATAL `ErrorResponse` of the cut).
-async fn await_cut(mut stream: TlsStream<TcpStream>) -> anyhow::Result<(Instant, String)> {
-    let tag = stream.read_u8().await?;
-    let received = Instant::now();
-    let body = read_body(&mut stream).await?;
-    ensure!(
-        tag == b'E',
-        "expected an ErrorResponse, got {:?}",
-        tag as char
-    );
-    Ok((received, error_text(&body)))
 }
 
 /// When the proxy recorded each cut (the `time` of its `session.terminated`
@@ -297,45 +205,6 @@ fn process_cpu(pid: &str, children: bool) -> Option<u64> {
         .map(|f| f.parse::<u64>().ok())
         .sum::<Option<u64>>()?;
     Some(ticks * tick_ns())
-}
-
-/// The nearest-rank percentile of sorted `values`.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
-}
-
-fn cpus() -> String {
-    Command::new("nproc")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn machine() -> String {
-    let nproc = cpus();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .next()
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
-        })
-        .and_then(|kib| kib.parse::<u64>().ok())
-        .map_or("?".into(), |kib| format!("{} MiB", kib / 1024));
-    format!("nproc={nproc}, {cpu}, {memory} RAM")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

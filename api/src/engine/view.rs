@@ -10,7 +10,7 @@ use crate::resources::{Lock, LockTargetSpec};
 
 /// A lock as the engine and the lock-view stream carry it: the target, the
 /// message and an absolute expiry, so proxies never redo the ttl arithmetic.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
 pub struct LockEntry {
     /// The Lock's name.

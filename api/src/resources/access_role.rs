@@ -93,7 +93,8 @@ pub struct AccessRoleStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, with the validation result as its message.
+    /// `Ready` (with the validation result as its message), and `Reconciling`
+    /// and `Stalled` for kstatus (an invalid role is Stalled).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

@@ -122,7 +122,7 @@ pub struct ClusterAuthPreferenceStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`.
+    /// `Ready`, and `Reconciling` and `Stalled` for kstatus.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The effective locking mode.

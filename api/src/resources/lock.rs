@@ -111,7 +111,8 @@ pub struct LockStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` (the spec was understood) and `InForce` (the lock is unexpired).
+    /// `Ready` (the spec was understood), `Reconciling` and `Stalled` for
+    /// kstatus (an invalid lock is Stalled), and `InForce` (the lock is unexpired).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// When the lock expires, from `expires` or creation + `ttl`.

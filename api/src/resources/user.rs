@@ -57,8 +57,16 @@ pub struct UserTraits {
 #[x_kube(validation = Rule::new("self.type != 'temporary' || has(self.expires)").message("a temporary user needs spec.expires (at most 30h after creation)").reason(Reason::FieldValueRequired))]
 #[x_kube(validation = Rule::new("!has(self.expires) || self.type == 'temporary'").message("only temporary users expire; set type: temporary or remove spec.expires"))]
 #[x_kube(validation = Rule::new("self.type == oldSelf.type").message("a user's type cannot change"))]
+#[x_kube(validation = Rule::new("has(self.username) == has(oldSelf.username) && (!has(self.username) || self.username == oldSelf.username)").message("a user's username cannot change; create a new User instead"))]
 #[serde(rename_all = "camelCase")]
 pub struct UserSpec {
+    /// The name credentials carry for this user (a certificate's common name,
+    /// a token's username), when it cannot be the object's name: Kubernetes
+    /// object names cannot hold `@`, e-mail addresses do. Default: the
+    /// object's name. Locks, automatic locks and lock messages use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[^\s]+$"))]
+    pub username: Option<String>,
     /// AccessRole names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
@@ -76,6 +84,24 @@ pub struct UserSpec {
     pub suspended: bool,
 }
 
+impl User {
+    /// The name credentials carry for this user: `spec.username`, else the object's name.
+    pub fn username(&self) -> &str {
+        self.spec
+            .username
+            .as_deref()
+            .or(self.metadata.name.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+impl UserSpec {
+    /// The user's name given its object's `name`: `username`, else `name`.
+    pub fn username_or<'a>(&'a self, name: &'a str) -> &'a str {
+        self.username.as_deref().unwrap_or(name)
+    }
+}
+
 /// What the operator has observed about a User.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -83,7 +109,7 @@ pub struct UserStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`.
+    /// `Ready`, and `Reconciling` and `Stalled` for kstatus.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Whether any lock is in force for the user.

@@ -1,6 +1,6 @@
 //! Admission webhooks, served over HTTPS to the API server.
 //!
-//! Three endpoints, each answering an `admission.k8s.io/v1` AdmissionReview:
+//! Four endpoints, each answering an `admission.k8s.io/v1` AdmissionReview:
 //!
 //! - `POST /validate/deadbolt`: what the CRD schema and CEL cannot check on
 //!   Deadbolt resources (`deadbolt.rs`): a temporary User's 30h bound, SSO and
@@ -9,6 +9,8 @@
 //! - `POST /validate/locks-enforcement`: direct API access (`enforcement.rs`):
 //!   a write or CONNECT by a locked identity is refused with the lock's message.
 //! - `POST /mutate/locks`: stamps `deadbolt.dev/created-by` on new Locks (`mutate.rs`).
+//! - `POST /mutate/pods`: adds a database proxy container to Pods annotated
+//!   `deadbolt.dev/inject` (`inject.rs`).
 //!
 //! Every decision is an in-memory lookup in a [`ViewReplica`] that follows the
 //! operator's [`ViewStore`] (`view.rs`), so answers take microseconds.
@@ -16,22 +18,26 @@
 //! [`ViewReplica`]: deadbolt_api::replica::ViewReplica
 //! [`ViewStore`]: crate::view::ViewStore
 
+mod ca_bundle;
 mod deadbolt;
 mod enforcement;
 mod exempt;
 mod identity;
+mod inject;
 mod mutate;
 mod review;
 mod server;
 mod view;
 mod webhook;
 
+pub use ca_bundle::{CaBundle, WebhookConfigurations};
 pub use deadbolt::{
     MAX_TEMPORARY_USER_LIFETIME, missing_role_warning, missing_user_warning, validate_deadbolt,
 };
 pub use enforcement::{ViewHealth, enforce_locks};
 pub use exempt::{Exemptions, is_control_plane_user, service_account_username};
 pub use identity::{Requester, identity_for};
+pub use inject::{CONTAINER_NAME, INJECT_ANNOTATION, InjectSettings, PROXY_LABEL, pod_patch};
 pub use mutate::{created_by_patch, mutate_lock};
 pub use review::{MAX_REVIEW_BYTES, Refusal, Request, Verdict, decode, encode};
 pub use server::{ALPN, serve};

@@ -11,8 +11,9 @@ use super::deadbolt::validate_deadbolt;
 use super::enforcement::{self, ViewHealth, enforce_locks};
 use super::exempt::Exemptions;
 use super::identity::Requester;
+use super::inject::{INJECT_ANNOTATION, InjectSettings, asks_for_injection, inject};
 use super::mutate::mutate_lock;
-use super::review::{Request, Verdict, decode, encode, verdict_response};
+use super::review::{Refusal, Request, Verdict, decode, encode, verdict_response};
 use super::view::FollowedView;
 use crate::admin::Readiness;
 use crate::status::Failure;
@@ -31,14 +32,17 @@ pub enum Endpoint {
     EnforceLocks,
     /// `POST /mutate/locks`: the created-by stamp.
     MutateLocks,
+    /// `POST /mutate/pods`: database sidecar injection.
+    MutatePods,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Self; 3] = [
+    pub const ALL: [Self; 4] = [
         Self::ValidateDeadbolt,
         Self::EnforceLocks,
         Self::MutateLocks,
+        Self::MutatePods,
     ];
 
     /// The path the webhook configuration's `clientConfig.service.path` names.
@@ -47,6 +51,7 @@ impl Endpoint {
             Self::ValidateDeadbolt => "/validate/deadbolt",
             Self::EnforceLocks => "/validate/locks-enforcement",
             Self::MutateLocks => "/mutate/locks",
+            Self::MutatePods => "/mutate/pods",
         }
     }
 
@@ -99,6 +104,8 @@ pub struct WebhookSettings {
     pub exempt_users: Vec<String>,
     /// Groups whose members are exempt from lock enforcement.
     pub exempt_groups: Vec<String>,
+    /// What injected sidecars run; `None` refuses Pods that ask for one.
+    pub injection: Option<InjectSettings>,
 }
 
 impl Default for WebhookSettings {
@@ -108,6 +115,7 @@ impl Default for WebhookSettings {
             idp_sync_users: Vec::new(),
             exempt_users: Vec::new(),
             exempt_groups: vec![DEFAULT_EXEMPT_GROUP.to_string()],
+            injection: None,
         }
     }
 }
@@ -122,6 +130,7 @@ pub struct Webhook {
     reliability: Box<dyn ViewReliability>,
     exemptions: Exemptions,
     editors: HashSet<String>,
+    injection: Option<InjectSettings>,
     clock: Clock,
 }
 
@@ -155,6 +164,7 @@ impl Webhook {
             readiness,
             exemptions,
             editors,
+            injection: settings.injection,
             clock: Box::new(Timestamp::now),
         }
     }
@@ -188,7 +198,8 @@ impl Webhook {
         let response = match endpoint {
             Endpoint::ValidateDeadbolt => verdict_response(request, self.validate(request)),
             Endpoint::EnforceLocks => verdict_response(request, self.enforce(request)),
-            Endpoint::MutateLocks => self.mutate(request)?,
+            Endpoint::MutateLocks => patch_response(request, Ok(mutate_lock(request)))?,
+            Endpoint::MutatePods => patch_response(request, self.inject(request))?,
         };
         log(endpoint, request, &response);
         Ok(response)
@@ -214,17 +225,36 @@ impl Webhook {
             .map_err(enforcement::refusal)
     }
 
-    fn mutate(&self, request: &Request) -> Result<AdmissionResponse, Failure> {
-        let response = AdmissionResponse::from(request);
-        let Some(patch) = mutate_lock(request) else {
-            return Ok(response);
-        };
-        response.with_patch(patch).map_err(|error| Failure {
-            code: StatusCode::INTERNAL_SERVER_ERROR,
-            reason: "InternalError",
-            message: error.to_string(),
-        })
+    fn inject(&self, request: &Request) -> Result<Option<json_patch::Patch>, Refusal> {
+        match &self.injection {
+            Some(settings) => inject(request, settings),
+            None if asks_for_injection(request) => Err(Refusal::invalid(format!(
+                "{INJECT_ANNOTATION}: this Deadbolt operator does not inject sidecars \
+                 (it runs without --inject-image)"
+            ))),
+            None => Ok(None),
+        }
     }
+}
+
+/// Allows `request`, with `patch` when there is one; a refusal denies it.
+fn patch_response(
+    request: &Request,
+    patch: Result<Option<json_patch::Patch>, Refusal>,
+) -> Result<AdmissionResponse, Failure> {
+    let patch = match patch {
+        Ok(patch) => patch,
+        Err(refusal) => return Ok(verdict_response(request, Err(refusal))),
+    };
+    let response = AdmissionResponse::from(request);
+    let Some(patch) = patch else {
+        return Ok(response);
+    };
+    response.with_patch(patch).map_err(|error| Failure {
+        code: StatusCode::INTERNAL_SERVER_ERROR,
+        reason: "InternalError",
+        message: error.to_string(),
+    })
 }
 
 fn log(endpoint: Endpoint, request: &Request, response: &AdmissionResponse) {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use futures::future::BoxFuture;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 
@@ -207,6 +208,7 @@ impl CaStore for DirCaStore {
 pub struct SecretCaStore {
     api: Api<Secret>,
     namespace: String,
+    owner: Option<OwnerReference>,
 }
 
 impl SecretCaStore {
@@ -215,7 +217,14 @@ impl SecretCaStore {
         Self {
             api: Api::namespaced(client, namespace),
             namespace: namespace.to_string(),
+            owner: None,
         }
+    }
+
+    /// Creates the Secret with `owner` as its owner (see [`crate::ownership`]).
+    pub fn with_owner(mut self, owner: Option<OwnerReference>) -> Self {
+        self.owner = owner;
+        self
     }
 
     fn error(&self, message: impl Into<String>) -> CaError {
@@ -267,6 +276,7 @@ impl CaStore for SecretCaStore {
                         "app.kubernetes.io/managed-by".to_string(),
                         "deadbolt-operator".to_string(),
                     )])),
+                    owner_references: self.owner.clone().map(|owner| vec![owner]),
                     ..Default::default()
                 },
                 type_: Some("kubernetes.io/tls".to_string()),

@@ -5,8 +5,9 @@
 //! writes the new value with the rest of the status. So a lock's status is
 //! written at most once per tick for acks, and only when its value changed.
 //!
-//! The counts cover the proxies connected to *this* replica (the leader's);
-//! proxies streaming from another replica are not counted.
+//! Every replica publishes what its own proxies have applied
+//! ([`super::replicas`]); the leader adds the other replicas' fresh reports to
+//! its own counts, so `3/3` means three proxies over all replicas.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 
+use super::replicas::{Report, ReportExchange};
 use super::trigger::Trigger;
 use crate::leader::Leadership;
 use crate::shutdown::Shutdown;
@@ -39,9 +41,26 @@ impl Enforcement {
         self.lock().insert(lock.into(), enforced_by);
     }
 
-    /// Recomputes every lock's count; returns whether any changed.
-    pub fn refresh(&self, store: &ViewStore, subscribers: &Subscribers) -> bool {
-        let counts = subscribers.enforced_by_locks(store.lock_revisions());
+    /// Recomputes every lock's count from this replica's subscribers and the
+    /// other replicas' reports; returns whether any changed.
+    pub fn refresh(&self, store: &ViewStore, subscribers: &Subscribers, peers: &[Report]) -> bool {
+        let (revisions, fingerprint) = store.lock_revisions_and_fingerprint();
+        let elsewhere: usize = peers.iter().map(|peer| peer.connected).sum();
+        let counts: BTreeMap<String, EnforcedBy> = subscribers
+            .enforced_by_locks(revisions)
+            .into_iter()
+            .map(|(name, local)| {
+                let applied = peers
+                    .iter()
+                    .map(|peer| peer.applied(&name, fingerprint))
+                    .sum::<usize>();
+                let total = EnforcedBy {
+                    applied: local.applied + applied,
+                    connected: local.connected + elsewhere,
+                };
+                (name, total)
+            })
+            .collect();
         let mut current = self.lock();
         if *current == counts {
             return false;
@@ -55,14 +74,17 @@ impl Enforcement {
     }
 }
 
-/// Refreshes `enforcement` every `interval` while leading, firing `locks` when
-/// a count changed, until shutdown.
+/// Every `interval` until shutdown: publishes this replica's report through
+/// `exchange` (when there is one) and, while leading, refreshes `enforcement`
+/// with the other replicas' reports, firing `locks` when a count changed.
+#[allow(clippy::too_many_arguments)]
 pub async fn track(
     enforcement: Enforcement,
     store: ViewStore,
     subscribers: Subscribers,
     leadership: Leadership,
     locks: Trigger,
+    exchange: Option<ReportExchange>,
     interval: Duration,
     shutdown: Shutdown,
 ) {
@@ -70,12 +92,37 @@ pub async fn track(
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = shutdown.wait() => return,
+            _ = shutdown.wait() => break,
             _ = ticks.tick() => {}
         }
-        if leadership.is_leader() && enforcement.refresh(&store, &subscribers) {
+        let mut peers = Vec::new();
+        if let Some(exchange) = &exchange {
+            let (revisions, fingerprint) = store.lock_revisions_and_fingerprint();
+            let own = Report::new(
+                &subscribers.enforced_by_locks(revisions),
+                subscribers.connected(),
+                fingerprint,
+            );
+            if let Err(error) = exchange.publish(&own).await {
+                tracing::warn!(%error, "cannot publish this replica's enforcement report");
+            }
+            if leadership.is_leader() {
+                match exchange.peers(jiff::Timestamp::now()).await {
+                    Ok(reports) => peers = reports,
+                    Err(error) => {
+                        // Without the others' reports the counts would drop; keep the last.
+                        tracing::warn!(%error, "cannot read the other replicas' enforcement reports");
+                        continue;
+                    }
+                }
+            }
+        }
+        if leadership.is_leader() && enforcement.refresh(&store, &subscribers, &peers) {
             locks.fire();
         }
+    }
+    if let Some(exchange) = &exchange {
+        exchange.withdraw().await;
     }
 }
 
@@ -92,15 +139,40 @@ mod tests {
         let enforcement = Enforcement::default();
         let revision = store.upsert(lock("a")).unwrap();
         let proxy = subscribers.connect("proxy-1");
-        assert!(enforcement.refresh(&store, &subscribers));
+        assert!(enforcement.refresh(&store, &subscribers, &[]));
         assert_eq!(enforcement.get("a").unwrap().to_string(), "0/1");
         assert!(
-            !enforcement.refresh(&store, &subscribers),
+            !enforcement.refresh(&store, &subscribers, &[]),
             "nothing changed"
         );
         proxy.ack(revision);
-        assert!(enforcement.refresh(&store, &subscribers));
+        assert!(enforcement.refresh(&store, &subscribers, &[]));
         assert_eq!(enforcement.get("a").unwrap().to_string(), "1/1");
+    }
+
+    #[test]
+    fn other_replicas_reports_are_added() {
+        let store = ViewStore::default();
+        let subscribers = Subscribers::new();
+        let enforcement = Enforcement::default();
+        let revision = store.upsert(lock("a")).unwrap();
+        store.upsert(lock("b"));
+        let proxy = subscribers.connect("proxy-1");
+        proxy.ack(revision);
+        let (_, fingerprint) = store.lock_revisions_and_fingerprint();
+        let in_step = Report {
+            connected: 2,
+            fingerprint,
+            lagging: [("b".to_string(), 1)].into(),
+        };
+        let behind = Report {
+            connected: 3,
+            fingerprint: fingerprint ^ 1,
+            lagging: Default::default(),
+        };
+        assert!(enforcement.refresh(&store, &subscribers, &[in_step, behind]));
+        assert_eq!(enforcement.get("a").unwrap().to_string(), "3/6");
+        assert_eq!(enforcement.get("b").unwrap().to_string(), "1/6");
     }
 
     #[tokio::test(start_paused = true)]
@@ -120,6 +192,7 @@ mod tests {
             subscribers.clone(),
             leadership,
             trigger,
+            None,
             ENFORCEMENT_INTERVAL,
             shutdown,
         ));

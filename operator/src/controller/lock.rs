@@ -51,10 +51,14 @@ pub async fn reconcile(lock: Arc<Lock>, ctx: Arc<Context>) -> Result<Action, Err
     let desired = LockStatus {
         observed_generation: generation,
         conditions: status::conditions(
-            [
-                ConditionSpec::new(READY, true, "Accepted", format!("targets {}", entry.target)),
-                in_force_condition(&entry, now),
-            ],
+            status::with_kstatus(ConditionSpec::new(
+                READY,
+                true,
+                "Accepted",
+                format!("targets {}", entry.target),
+            ))
+            .into_iter()
+            .chain([in_force_condition(&entry, now)]),
             &previous.conditions,
             generation,
             now,
@@ -198,15 +202,14 @@ async fn reject(
     let desired = LockStatus {
         observed_generation: generation,
         conditions: status::conditions(
-            [
-                ConditionSpec::new(READY, false, INVALID, problem.clone()),
-                ConditionSpec::new(
+            status::with_kstatus(ConditionSpec::new(READY, false, INVALID, problem.clone()))
+                .into_iter()
+                .chain([ConditionSpec::new(
                     IN_FORCE,
                     Truth::Unknown,
                     INVALID,
                     "proxies keep the last valid version of this lock, if they had one",
-                ),
-            ],
+                )]),
             &previous.conditions,
             generation,
             now,

@@ -20,6 +20,7 @@ mod clock;
 mod context;
 pub mod enforcement;
 pub mod lock;
+pub mod replicas;
 pub mod role;
 pub mod status;
 pub mod trigger;
@@ -80,6 +81,7 @@ pub async fn run(
     ctx: Arc<Context>,
     store: ViewStore,
     subscribers: Subscribers,
+    reports: Option<replicas::ReportExchange>,
     shutdown: Shutdown,
 ) {
     let client = ctx.client.clone();
@@ -119,6 +121,7 @@ pub async fn run(
         subscribers,
         ctx.leadership.clone(),
         locks_changed,
+        reports,
         enforcement::ENFORCEMENT_INTERVAL,
         shutdown,
     );

@@ -1,8 +1,9 @@
 //! Shared status plumbing: conditions that keep their transition time, and
 //! status writes by server-side apply under one field manager.
 //!
-//! Every status the controllers write carries `observedGeneration` and a
-//! `Ready` condition, which is what Argo CD's and Flux's health checks read.
+//! Every status the controllers write carries `observedGeneration` and the
+//! three conditions kstatus (Flux, `kubectl wait`, Argo CD's Lua checks)
+//! reads: `Ready`, `Reconciling` and `Stalled` ([`with_kstatus`]).
 
 use std::fmt::Debug;
 
@@ -18,6 +19,32 @@ pub const FIELD_MANAGER: &str = "deadbolt-operator";
 
 /// The condition every Deadbolt status has: the object was understood and acted on.
 pub const READY: &str = "Ready";
+
+/// kstatus's "in progress" condition. The operator writes a status only once
+/// it has acted on the generation it names, so it is always `False`: work in
+/// progress shows as `observedGeneration` behind `metadata.generation`.
+pub const RECONCILING: &str = "Reconciling";
+
+/// kstatus's "failed" condition: `True` when the spec cannot be acted on
+/// until someone changes it (an invalid Lock reads as Stalled, not Current).
+pub const STALLED: &str = "Stalled";
+
+/// `ready` and the two conditions kstatus reads beside it: `Stalled` says
+/// what `Ready=False` says (every `Ready=False` the operator writes needs a
+/// spec change), and `Reconciling` is `False`.
+pub fn with_kstatus(ready: ConditionSpec) -> [ConditionSpec; 3] {
+    let stalled = match ready.status {
+        Truth::False => ConditionSpec::new(STALLED, true, ready.reason, ready.message.clone()),
+        _ => ConditionSpec::new(STALLED, false, ready.reason, "nothing to fix"),
+    };
+    let reconciling = ConditionSpec::new(
+        RECONCILING,
+        false,
+        ready.reason,
+        "the latest generation has been acted on",
+    );
+    [ready, reconciling, stalled]
+}
 
 /// The status of a condition, as Kubernetes spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

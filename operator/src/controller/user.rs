@@ -71,7 +71,7 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Err
 
     let lock = ctx
         .locks
-        .in_force_for_user(&name, &user.spec.roles, now, removed);
+        .in_force_for_user(user.username(), &user.spec.roles, now, removed);
     if let Some(expires) = lock.as_ref().and_then(|lock| lock.expires_at) {
         wake_at = Some(wake_at.map_or(expires, |at| at.min(expires)));
     }
@@ -90,12 +90,12 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Err
     let desired = UserStatus {
         observed_generation: generation,
         conditions: status::conditions(
-            [ConditionSpec::new(
+            status::with_kstatus(ConditionSpec::new(
                 READY,
                 true,
                 "Reconciled",
                 message.clone(),
-            )],
+            )),
             &previous.conditions,
             generation,
             now,
@@ -128,8 +128,9 @@ pub fn is_synced(user: &User) -> bool {
     user.labels().contains_key(ORIGIN_LABEL)
 }
 
-/// The automatic lock's name: `deadbolt-suspended-<user>`, shortened with a
-/// hash when that would exceed 253 characters.
+/// The automatic lock's name: `deadbolt-suspended-<User object name>` (an
+/// object name is always a valid name, a username need not be), shortened
+/// with a hash when that would exceed 253 characters.
 pub fn auto_lock_name(user: &str) -> String {
     let name = format!("{AUTO_LOCK_PREFIX}{user}");
     if name.len() <= MAX_NAME_LEN {
@@ -242,7 +243,7 @@ pub fn auto_lock_manifest(user: &User, lock_name: &str) -> serde_json::Value {
         block_owner_deletion: None,
     };
     let target = LockTargetSpec {
-        user: Some(user.name_any()),
+        user: Some(user.username().to_string()),
         ..LockTargetSpec::default()
     };
     serde_json::json!({
@@ -263,7 +264,7 @@ pub fn auto_lock_manifest(user: &User, lock_name: &str) -> serde_json::Value {
 /// Applies the automatic lock unless the view already has it as wanted.
 async fn ensure_auto_lock(user: &User, lock_name: &str, ctx: &Context) -> Result<(), Error> {
     let wanted_target = LockTargetSpec {
-        user: Some(user.name_any()),
+        user: Some(user.username().to_string()),
         ..LockTargetSpec::default()
     };
     let present = ctx.locks.get(lock_name).is_some_and(|lock: LockEntry| {

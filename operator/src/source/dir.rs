@@ -55,6 +55,8 @@ type Stamp = (Option<SystemTime>, u64);
 struct FileState {
     stamp: Stamp,
     objects: Vec<ViewObject>,
+    /// Why the file's current contents could not be used, while they cannot.
+    error: Option<String>,
 }
 
 /// What one load did, for logs and tests.
@@ -112,17 +114,22 @@ impl DirSource {
         for (path, stamp) in &listing {
             let previous = self.files.remove(path);
             if let Some(previous) = previous.as_ref().filter(|p| p.stamp == *stamp) {
+                // Unchanged; if it was broken it still is, and still counts.
+                if previous.error.is_some() {
+                    report.failed.push(path.clone());
+                }
                 files.insert(
                     path.clone(),
                     FileState {
                         stamp: *stamp,
                         objects: previous.objects.clone(),
+                        error: previous.error.clone(),
                     },
                 );
                 continue;
             }
-            let objects = match read_manifest(path, stamp.0) {
-                Ok(objects) => objects,
+            let (objects, error) = match read_manifest(path, stamp.0) {
+                Ok(objects) => (objects, None),
                 Err(message) => {
                     self.metrics.source_errors.inc();
                     report.failed.push(path.clone());
@@ -133,7 +140,7 @@ impl DirSource {
                         kept_objects = kept.len(),
                         "invalid manifest file; keeping its last good version"
                     );
-                    kept
+                    (kept, Some(message))
                 }
             };
             files.insert(
@@ -141,6 +148,7 @@ impl DirSource {
                 FileState {
                     stamp: *stamp,
                     objects,
+                    error,
                 },
             );
         }
@@ -191,6 +199,7 @@ impl DirSource {
                         dir = %self.dir.display(),
                         files = report.files,
                         failed = report.failed.len(),
+                        failing = ?report.failed,
                         changes = report.changes,
                         "manifest directory reloaded"
                     );
@@ -361,9 +370,14 @@ mod tests {
         assert_eq!(lock_users(&store).len(), 2);
 
         // A never-good file contributes nothing, and nothing else is lost.
-        std::fs::write(dir.path().join("c.yaml"), "kind: [").unwrap();
-        source.load().unwrap();
+        let c = dir.path().join("c.yaml");
+        std::fs::write(&c, "kind: [").unwrap();
+        let report = source.load().unwrap();
         assert_eq!(lock_users(&store).len(), 2);
+        assert_eq!(report.failed, vec![a.clone(), c.clone()]);
+        // Files still broken still count, though they were not read again.
+        let report = source.load().unwrap();
+        assert_eq!(report.failed, vec![a.clone(), c.clone()]);
 
         std::fs::remove_file(&a).unwrap();
         source.load().unwrap();

@@ -22,12 +22,15 @@ pub struct Manifest {
     pub skipped: Vec<String>,
 }
 
-/// Why a file could not be used; names the document (1-based) when it is one document's fault.
+/// Why a file could not be used; names the document (1-based) and, when it
+/// could be read that far, the object (`Lock lock-alice`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("document {document}: {message}")]
+#[error("document {document}{}: {message}", object.as_ref().map(|object| format!(" ({object})")).unwrap_or_default())]
 pub struct ManifestError {
     /// Which document, counting from 1.
     pub document: usize,
+    /// `Kind name` of the object, when the document says.
+    pub object: Option<String>,
     /// What is wrong with it.
     pub message: String,
 }
@@ -43,11 +46,27 @@ pub fn parse(text: &str, fallback_created: Timestamp) -> Result<Manifest, Manife
     let mut manifest = Manifest::default();
     for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let number = index + 1;
+        let value = Value::deserialize(document).map_err(|e| ManifestError {
+            document: number,
+            object: None,
+            message: e.to_string(),
+        })?;
+        let object_name = match (
+            value.get("kind").and_then(Value::as_str),
+            value
+                .get("metadata")
+                .and_then(|metadata| metadata.get("name"))
+                .and_then(Value::as_str),
+        ) {
+            (Some(kind), Some(name)) => Some(format!("{kind} {name}")),
+            (Some(kind), None) => Some(kind.to_string()),
+            _ => None,
+        };
         let error = |message: String| ManifestError {
             document: number,
+            object: object_name.clone(),
             message,
         };
-        let value = Value::deserialize(document).map_err(|e| error(e.to_string()))?;
         if value.is_null() {
             continue; // An empty document, e.g. after a trailing `---`.
         }
@@ -184,6 +203,19 @@ spec:
             manifest.skipped[0].contains("v1/ConfigMap"),
             "{:?}",
             manifest.skipped
+        );
+    }
+
+    #[test]
+    fn an_error_names_the_object() {
+        let text = "apiVersion: deadbolt.dev/v1\nkind: Lock\nmetadata: {name: lock-alice}\nspec: {target: {}}\n";
+        let error = parse(text, at(0)).unwrap_err();
+        assert_eq!(error.object.as_deref(), Some("Lock lock-alice"));
+        assert!(
+            error
+                .to_string()
+                .starts_with("document 1 (Lock lock-alice): "),
+            "{error}"
         );
     }
 

@@ -1,6 +1,7 @@
 //! The view store: current objects, their revisions, and the change broadcast.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -43,6 +44,9 @@ struct State {
     revision: Revision,
     /// Each lock with the revision at which it last changed (for `enforcedBy`).
     locks: BTreeMap<String, (LockEntry, Revision)>,
+    /// The XOR of every lock's hash: equal on two replicas exactly when (but
+    /// for a 2^-64 collision) they hold the same locks.
+    lock_fingerprint: u64,
     roles: BTreeMap<String, RoleRecord>,
     users: BTreeMap<String, UserRecord>,
     config: ClusterConfig,
@@ -70,6 +74,7 @@ impl ViewStore {
         let state = State {
             revision: 0,
             locks: BTreeMap::new(),
+            lock_fingerprint: 0,
             roles: BTreeMap::new(),
             users: BTreeMap::new(),
             config: default_cluster_config(),
@@ -158,12 +163,19 @@ impl ViewStore {
     /// Each lock's name with the revision at which it last changed: a proxy
     /// that acked at least that revision enforces the lock's current version.
     pub fn lock_revisions(&self) -> Vec<(String, Revision)> {
+        self.lock_revisions_and_fingerprint().0
+    }
+
+    /// [`Self::lock_revisions`] and the fingerprint of the locks they are of,
+    /// taken together: two replicas with one fingerprint hold the same locks.
+    pub fn lock_revisions_and_fingerprint(&self) -> (Vec<(String, Revision)>, u64) {
         let state = self.lock();
-        state
+        let revisions = state
             .locks
             .iter()
             .map(|(name, (_, changed_at))| (name.clone(), *changed_at))
-            .collect()
+            .collect();
+        (revisions, state.lock_fingerprint)
     }
 
     /// When the store produced `revision`, if it is one of the last 1024
@@ -218,9 +230,13 @@ impl ViewStore {
                 {
                     false
                 } else {
-                    state
+                    if let Some((old, _)) = state
                         .locks
-                        .insert(lock.name.clone(), (lock.clone(), revision));
+                        .insert(lock.name.clone(), (lock.clone(), revision))
+                    {
+                        state.lock_fingerprint ^= lock_hash(&old);
+                    }
+                    state.lock_fingerprint ^= lock_hash(lock);
                     true
                 }
             }
@@ -237,7 +253,13 @@ impl ViewStore {
 
     fn delete_locked(&self, state: &mut State, key: &ObjectKey) -> Option<Revision> {
         let removed = match key {
-            ObjectKey::Lock(name) => state.locks.remove(name).is_some(),
+            ObjectKey::Lock(name) => match state.locks.remove(name) {
+                Some((old, _)) => {
+                    state.lock_fingerprint ^= lock_hash(&old);
+                    true
+                }
+                None => false,
+            },
             ObjectKey::Role(name) => state.roles.remove(name).is_some(),
             ObjectKey::User(name) => state.users.remove(name).is_some(),
         };
@@ -281,6 +303,14 @@ impl State {
         }
         keys
     }
+}
+
+/// One lock's part of the fingerprint. `DefaultHasher::new()` has fixed keys,
+/// so replicas of one build agree.
+fn lock_hash(lock: &LockEntry) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    lock.hash(&mut hasher);
+    hasher.finish()
 }
 
 fn replace_if_changed<T: Clone + PartialEq>(
@@ -454,6 +484,34 @@ mod tests {
                 .is_some()
         );
         assert!(store.produced_at(last).is_some());
+    }
+
+    #[test]
+    fn the_lock_fingerprint_depends_only_on_the_locks_held() {
+        let one = ViewStore::default();
+        let other = ViewStore::default();
+        one.upsert(ViewObject::Lock(lock("a", "alice")));
+        one.upsert(ViewObject::Lock(lock("b", "bob")));
+        other.upsert(ViewObject::Lock(lock("b", "bob")));
+        assert_ne!(
+            one.lock_revisions_and_fingerprint().1,
+            other.lock_revisions_and_fingerprint().1
+        );
+        other.upsert(ViewObject::Lock(lock("a", "someone")));
+        other.upsert(ViewObject::Lock(lock("a", "alice")));
+        assert_eq!(
+            one.lock_revisions_and_fingerprint().1,
+            other.lock_revisions_and_fingerprint().1,
+            "the same locks, reached another way"
+        );
+        one.delete(&ObjectKey::Lock("a".into()));
+        other.delete(&ObjectKey::Lock("a".into()));
+        assert_eq!(
+            one.lock_revisions_and_fingerprint().1,
+            other.lock_revisions_and_fingerprint().1
+        );
+        one.delete(&ObjectKey::Lock("b".into()));
+        assert_eq!(one.lock_revisions_and_fingerprint().1, 0);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! side is framed by the protocol ([`Tunnel`]), so a cut finishes the frame in
 //! flight, writes its notice between two frames, and then closes both sides.
 
+use std::time::Duration;
+
 use deadbolt_api::engine::Denial;
 use http::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -29,7 +31,20 @@ pub trait Tunnel: Send {
 
     /// What a cut writes to the client at a frame boundary before closing.
     fn notice(&self, denial: &Denial) -> Option<Vec<u8>>;
+
+    /// How long the connection stays open after the notice, so the client
+    /// can report it before it sees the connection close.
+    fn linger(&self) -> Duration {
+        Duration::ZERO
+    }
 }
+
+/// A SPDY port-forward's linger: kubectl reads each forwarded connection's
+/// error stream in a goroutine of its own, and exits with `lost connection to
+/// pod` as soon as the connection closes, often before that goroutine has
+/// printed the lock message. Its data streams have ended, so nothing flows
+/// meanwhile.
+const PORT_FORWARD_LINGER: Duration = Duration::from_millis(250);
 
 /// A WebSocket session: exec and attach get the error channel (the
 /// subprotocol's encoding) and a normal close, so client-go reads the error
@@ -146,6 +161,14 @@ impl Tunnel for SpdyTunnel {
             Subresource::Other => None,
         }
     }
+
+    fn linger(&self) -> Duration {
+        if self.subresource == Subresource::PortForward {
+            PORT_FORWARD_LINGER
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 /// Relays until either side closes or the session is cut.
@@ -239,6 +262,7 @@ async fn cut<C: AsyncRead + AsyncWrite, U: AsyncRead + AsyncWrite>(
             client_write.flush().await
         })
         .await;
+        let _ = tokio::time::timeout(tunnel.linger(), drain(client_read)).await;
     }
     let _ = upstream_write.shutdown().await;
     let _ = tokio::time::timeout(CUT_GRACE, client_write.shutdown()).await;

@@ -91,3 +91,40 @@ pub async fn json(response: Response<Incoming>) -> (StatusCode, serde_json::Valu
         serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// Sends a watch request and returns a task that resolves when its `ERROR`
+/// event arrives (a cut): the instant and the event line.
+pub async fn watch_until_error<B>(
+    sender: &mut http2::SendRequest<B>,
+    request: Request<B>,
+) -> tokio::task::JoinHandle<Result<(std::time::Instant, String), String>>
+where
+    B: hyper::body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    sender.ready().await.unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    tokio::spawn(async move {
+        let mut pending = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| e.to_string())?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if line.windows(14).any(|w| w == br#""type":"ERROR""#) {
+                    return Ok((
+                        std::time::Instant::now(),
+                        String::from_utf8_lossy(&line).into_owned(),
+                    ));
+                }
+            }
+        }
+        Err("the watch ended without an ERROR event".into())
+    })
+}

@@ -12,9 +12,11 @@ pub mod kube_upstream;
 pub mod mariadb;
 pub mod mysql_proxy;
 pub mod operator;
+pub mod pg_session;
 pub mod postgres;
 pub mod proxy;
 pub mod proxy_process;
+pub mod stats;
 
 use std::time::Duration;
 
