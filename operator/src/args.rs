@@ -182,8 +182,26 @@ pub struct Args {
 
     /// The lock-view URL injected sidecars subscribe to, e.g.
     /// `https://deadbolt-operator.deadbolt-system.svc:8443`.
-    #[arg(long, env = "DEADBOLT_INJECT_VIEW_URL", requires = "inject_image")]
+    #[arg(long, env = "DEADBOLT_INJECT_VIEW_URL", requires = "inject_image",
+          value_parser = parse_view_url)]
     pub inject_view_url: Option<String>,
+}
+
+/// A lock-view URL sidecars can use: `https://host[:port]`, nothing more.
+fn parse_view_url(text: &str) -> Result<String, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|error| format!("not a URL: {error}"))?;
+    if uri.scheme_str() != Some("https") || uri.host().is_none() {
+        return Err("must be https://HOST[:PORT]".into());
+    }
+    if uri
+        .path_and_query()
+        .is_some_and(|path| path.as_str() != "/")
+    {
+        return Err("must be https://HOST[:PORT], without a path".into());
+    }
+    Ok(text.trim_end_matches('/').to_string())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -276,5 +294,31 @@ mod tests {
         .unwrap();
         assert_eq!(args.source, SourceSpec::Dir("/m".into()));
         assert_eq!(args.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn injection_needs_an_image_and_an_https_view_url() {
+        let parse = |url: &str| {
+            Args::try_parse_from([
+                "deadbolt-operator",
+                "--inject-image=localhost/deadbolt:1",
+                &format!("--inject-view-url={url}"),
+            ])
+        };
+        let args = parse("https://deadbolt-operator.deadbolt-system.svc:8443/").unwrap();
+        assert_eq!(
+            args.inject_view_url.as_deref(),
+            Some("https://deadbolt-operator.deadbolt-system.svc:8443")
+        );
+        for bad in [
+            "http://operator:8443",
+            "operator:8443",
+            "https://operator/x",
+            "https://",
+        ] {
+            let error = parse(bad).unwrap_err().to_string();
+            assert!(error.contains("--inject-view-url"), "{bad}: {error}");
+        }
+        assert!(Args::try_parse_from(["deadbolt-operator", "--inject-image=x:1"]).is_err());
     }
 }
