@@ -621,6 +621,7 @@ fn a_platform_team_installs_the_chart_and_locks_a_live_psql() {
         &role,
         &database_role(&role, &group, "app", "app"),
     );
+    let template = database_pod(&apps.name, "", postgres_image, "orders-db");
     apply(
         &json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
@@ -630,10 +631,10 @@ fn a_platform_team_installs_the_chart_and_locks_a_live_psql() {
                 "selector": {"matchLabels": {"app": "orders-db"}},
                 "template": {
                     "metadata": {
-                        "labels": database_pod(&apps.name, "", postgres_image, "orders-db")["metadata"]["labels"].clone(),
-                        "annotations": database_pod(&apps.name, "", postgres_image, "orders-db")["metadata"]["annotations"].clone(),
+                        "labels": template["metadata"]["labels"],
+                        "annotations": template["metadata"]["annotations"],
                     },
-                    "spec": database_pod_spec(postgres_image, "orders-db"),
+                    "spec": template["spec"],
                 },
             },
         })

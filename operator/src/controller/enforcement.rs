@@ -44,21 +44,26 @@ impl Enforcement {
     /// Recomputes every lock's count from this replica's subscribers and the
     /// other replicas' reports; returns whether any changed.
     pub fn refresh(&self, store: &ViewStore, subscribers: &Subscribers, peers: &[Report]) -> bool {
-        let (revisions, fingerprint) = store.lock_revisions_and_fingerprint();
+        self.combine(&LocalCounts::of(store, subscribers), peers)
+    }
+
+    /// Sets every lock's count to this replica's `local` one plus what the
+    /// `peers` report; returns whether any changed.
+    fn combine(&self, local: &LocalCounts, peers: &[Report]) -> bool {
         let elsewhere: usize = peers.iter().map(|peer| peer.connected).sum();
-        let counts: BTreeMap<String, EnforcedBy> = subscribers
-            .enforced_by_locks(revisions)
-            .into_iter()
-            .map(|(name, local)| {
+        let counts: BTreeMap<String, EnforcedBy> = local
+            .counts
+            .iter()
+            .map(|(name, own)| {
                 let applied = peers
                     .iter()
-                    .map(|peer| peer.applied(&name, fingerprint))
+                    .map(|peer| peer.applied(name, local.fingerprint))
                     .sum::<usize>();
                 let total = EnforcedBy {
-                    applied: local.applied + applied,
-                    connected: local.connected + elsewhere,
+                    applied: own.applied + applied,
+                    connected: own.connected + elsewhere,
                 };
-                (name, total)
+                (name.clone(), total)
             })
             .collect();
         let mut current = self.lock();
@@ -71,6 +76,25 @@ impl Enforcement {
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, EnforcedBy>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// This replica's own counts, taken once per tick for both its report and,
+/// when it leads, the combined counts.
+struct LocalCounts {
+    counts: BTreeMap<String, EnforcedBy>,
+    connected: usize,
+    fingerprint: u64,
+}
+
+impl LocalCounts {
+    fn of(store: &ViewStore, subscribers: &Subscribers) -> Self {
+        let (revisions, fingerprint) = store.lock_revisions_and_fingerprint();
+        Self {
+            counts: subscribers.enforced_by_locks(revisions),
+            connected: subscribers.connected(),
+            fingerprint,
+        }
     }
 }
 
@@ -95,14 +119,13 @@ pub async fn track(
             _ = shutdown.wait() => break,
             _ = ticks.tick() => {}
         }
+        if exchange.is_none() && !leadership.is_leader() {
+            continue;
+        }
+        let local = LocalCounts::of(&store, &subscribers);
         let mut peers = Vec::new();
         if let Some(exchange) = &exchange {
-            let (revisions, fingerprint) = store.lock_revisions_and_fingerprint();
-            let own = Report::new(
-                &subscribers.enforced_by_locks(revisions),
-                subscribers.connected(),
-                fingerprint,
-            );
+            let own = Report::new(&local.counts, local.connected, local.fingerprint);
             if let Err(error) = exchange.publish(&own).await {
                 tracing::warn!(%error, "cannot publish this replica's enforcement report");
             }
@@ -117,7 +140,7 @@ pub async fn track(
                 }
             }
         }
-        if leadership.is_leader() && enforcement.refresh(&store, &subscribers, &peers) {
+        if leadership.is_leader() && enforcement.combine(&local, &peers) {
             locks.fire();
         }
     }
