@@ -53,7 +53,7 @@ psql "host=127.0.0.1 port=$pg_port user=postgres password=postgres-secret dbname
   -c "CREATE ROLE app LOGIN PASSWORD 'app-secret'" -c "CREATE DATABASE app OWNER app"
 PGPASSWORD=app-secret "$pg_bin/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$pg_port" -U app app >/dev/null 2>&1
 
-"$bin/deadbolt-operator" --source "dir:$work/manifests" --ca-dir "$work/ca" --listen "127.0.0.1:$op_port" \
+"$bin/deadbolt-operator" --source "dir:$work/manifests" --ca-dir "$work/ca" --listen "127.0.0.1:$op_port" --mfa-listen "127.0.0.1:$(free_port)" \
   --metrics-listen "127.0.0.1:$(free_port)" --log-level warn >"$work/operator.log" 2>&1 &
 pids+=($!)
 printf 'app:app-secret\n' > "$work/upstream-passwords"

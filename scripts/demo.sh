@@ -76,7 +76,7 @@ spec:
       env: [demo]
 YAML
 op_port=$(free_port)
-"$bin/deadbolt-operator" --source "dir:$work/manifests" --ca-dir "$work/ca" \
+"$bin/deadbolt-operator" --source "dir:$work/manifests" --ca-dir "$work/ca" --mfa-listen "127.0.0.1:$(free_port)" \
   --listen "127.0.0.1:$op_port" --metrics-listen "127.0.0.1:$(free_port)" \
   --log-level warn >"$work/operator.log" 2>&1 &
 pids+=($!)
@@ -87,7 +87,7 @@ step "Issuing certificates from the Deadbolt CA"
 ca() { "$bin/deadbolt-ca" --ca-dir "$work/ca" "$@" >/dev/null; }
 ca --out "$work/proxy-view" proxy --server-id demo-postgres
 ca --out "$work/proxy-serving" serving --name localhost --name 127.0.0.1
-ca --out "$work/alice" user --user alice --group engineers
+ca --out "$work/alice" user --user alice --group engineers --manifests "$work/manifests"
 say "proxy (server id demo-postgres), the proxy's serving certificate, and alice's client certificate"
 
 step "Starting the Deadbolt Postgres sidecar in front of the database"

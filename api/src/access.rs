@@ -16,10 +16,12 @@
 //! A value expanded from a trait matches literally: a trait of `*` is not a
 //! wildcard, so whoever edits traits cannot widen a role.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::engine::Denial;
+use crate::mfa::MfaDenied;
 use crate::resources::{AccessRoleSpec, RoleConditions, UserTraits};
 
 /// What every database refusal for lack of permission says, Teleport's words.
@@ -83,29 +85,33 @@ impl fmt::Display for AccessDenied {
 impl std::error::Error for AccessDenied {}
 
 /// Why a proxy refuses an interaction: a lock (or a stale view in strict
-/// mode), or the caller's roles.
+/// mode), the caller's roles, or a missing MFA check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// A lock is in force, or the view is unreliable in strict mode.
     Locked(Denial),
     /// The caller's roles do not allow it.
     Forbidden(AccessDenied),
+    /// Per-session MFA is required and the credential does not carry a fresh check.
+    Mfa(MfaDenied),
 }
 
 impl Refusal {
     /// The text the client sees.
-    pub fn message(&self) -> &str {
+    pub fn message(&self) -> Cow<'_, str> {
         match self {
-            Self::Locked(denial) => denial.message(),
-            Self::Forbidden(denied) => denied.message(),
+            Self::Locked(denial) => Cow::Borrowed(denial.message()),
+            Self::Forbidden(denied) => Cow::Borrowed(denied.message()),
+            Self::Mfa(denied) => Cow::Owned(denied.message()),
         }
     }
 
-    /// Why, for the audit log: the lock message, or what the roles lacked.
+    /// Why, for the audit log: the lock message, what the roles lacked, or the MFA check.
     pub fn reason(&self) -> String {
         match self {
             Self::Locked(denial) => denial.message().to_string(),
             Self::Forbidden(denied) => denied.reason(),
+            Self::Mfa(denied) => denied.message(),
         }
     }
 
@@ -124,6 +130,12 @@ impl From<Denial> for Refusal {
     }
 }
 
+impl From<MfaDenied> for Refusal {
+    fn from(denied: MfaDenied) -> Self {
+        Self::Mfa(denied)
+    }
+}
+
 impl From<AccessDenied> for Refusal {
     fn from(denied: AccessDenied) -> Self {
         Self::Forbidden(denied)
@@ -132,7 +144,7 @@ impl From<AccessDenied> for Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.message())
+        f.write_str(&self.message())
     }
 }
 
@@ -191,22 +203,27 @@ pub fn denies_database(
                 .is_some_and(|name| values_match(&deny.db_names, traits, name)))
 }
 
-/// The groups the kube proxy impersonates: the caller's authenticated groups
-/// plus the literal groups its roles allow (trait expansions included), minus
-/// every group any role denies (`*` and globs apply in `deny`). Never
+/// The groups the kube proxy with `labels` impersonates: the caller's
+/// authenticated groups plus the literal groups its roles allow there (trait
+/// expansions included), minus every group any role denies there (`*` and
+/// globs apply in `deny`). A role's rules apply at the kube proxies its
+/// `kubernetesLabels` select, every kube proxy when it has none. Never
 /// `system:authenticated`, which the API server adds itself; never a
 /// `system:` group that only a trait or a pattern produced.
 pub fn kubernetes_groups(
     authenticated: &[String],
     roles: &[&AccessRoleSpec],
     traits: &UserTraits,
+    labels: &BTreeMap<String, String>,
 ) -> Vec<String> {
     let denied: Vec<Value<'_>> = roles
         .iter()
+        .filter(|spec| labels_apply(&spec.deny.kubernetes_labels, labels))
         .flat_map(|spec| expand(&spec.deny.kubernetes_groups, traits))
         .collect();
     let granted = roles
         .iter()
+        .filter(|spec| labels_apply(&spec.allow.kubernetes_labels, labels))
         .flat_map(|spec| expand(&spec.allow.kubernetes_groups, traits))
         .filter_map(|value| match value {
             // A pattern in `allow` names no group to impersonate.
@@ -287,6 +304,17 @@ fn values_match(values: &[String], traits: &UserTraits, candidate: &str) -> bool
 /// Teleport's label matching: every key of the selector must be present with
 /// one of its values; a key `*` with value `*` matches every proxy. An empty
 /// selector matches nothing.
+/// Whether rules with this label `selector` apply at a proxy with `labels`:
+/// an empty selector applies everywhere (`kubernetesLabels`).
+pub fn labels_apply(
+    selector: &BTreeMap<String, Vec<String>>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    selector.is_empty() || labels_match(selector, labels)
+}
+
+/// Whether a label `selector` selects `labels`; an empty one selects nothing
+/// (`dbLabels`, deny by default).
 fn labels_match(
     selector: &BTreeMap<String, Vec<String>>,
     labels: &BTreeMap<String, String>,
@@ -591,7 +619,7 @@ mod tests {
         };
         let authenticated = strings(&["cluster-admins", ALL_AUTHENTICATED, "sre", "system:nodes"]);
         assert_eq!(
-            kubernetes_groups(&authenticated, &[&dev], &traits),
+            kubernetes_groups(&authenticated, &[&dev], &traits, &BTreeMap::new()),
             [
                 "cluster-admins",
                 "developers",
@@ -603,13 +631,70 @@ mod tests {
             "a system: group from a trait is never impersonated; the credential's own stays"
         );
         assert_eq!(
-            kubernetes_groups(&authenticated, &[&dev, &no_admin], &traits),
+            kubernetes_groups(
+                &authenticated,
+                &[&dev, &no_admin],
+                &traits,
+                &BTreeMap::new()
+            ),
             ["developers", "sre", "team-a", "viewers"]
         );
-        assert!(kubernetes_groups(&authenticated, &[&dev, &lockdown], &traits).is_empty());
+        assert!(
+            kubernetes_groups(
+                &authenticated,
+                &[&dev, &lockdown],
+                &traits,
+                &BTreeMap::new()
+            )
+            .is_empty()
+        );
         assert_eq!(
-            kubernetes_groups(&strings(&["sre"]), &[], &UserTraits::default()),
+            kubernetes_groups(
+                &strings(&["sre"]),
+                &[],
+                &UserTraits::default(),
+                &BTreeMap::new()
+            ),
             ["sre"]
+        );
+    }
+
+    #[test]
+    fn kubernetes_rules_apply_at_the_kube_proxies_their_labels_select() {
+        let env = |value: &str| -> BTreeMap<String, Vec<String>> {
+            [("env".to_string(), vec![value.to_string()])].into()
+        };
+        let prod = AccessRoleSpec {
+            allow: RoleConditions {
+                kubernetes_groups: strings(&["prod-admins"]),
+                kubernetes_labels: env("prod"),
+                ..Default::default()
+            },
+            deny: RoleConditions {
+                kubernetes_groups: strings(&["dev-*"]),
+                kubernetes_labels: env("prod"),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let everywhere = AccessRoleSpec {
+            allow: RoleConditions {
+                kubernetes_groups: strings(&["dev-viewers"]),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let traits = UserTraits::default();
+        let at = |value: &str| BTreeMap::from([("env".to_string(), value.to_string())]);
+        assert_eq!(
+            kubernetes_groups(&[], &[&prod, &everywhere], &traits, &at("prod")),
+            ["prod-admins"],
+            "at prod: its grant, and its deny of dev-*"
+        );
+        assert_eq!(
+            kubernetes_groups(&[], &[&prod, &everywhere], &traits, &at("dev")),
+            ["dev-viewers"],
+            "at dev: neither the prod grant nor the prod deny"
         );
     }
 }

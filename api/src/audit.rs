@@ -33,7 +33,10 @@ pub enum AuditEventKind {
     /// An MFA device was registered.
     #[serde(rename = "mfa.device.add")]
     MfaDeviceAdd,
-    /// An MFA check was passed.
+    /// An MFA device was removed.
+    #[serde(rename = "mfa.device.delete")]
+    MfaDeviceDelete,
+    /// An MFA check was made: `success` says how it went, `reason` why it failed.
     #[serde(rename = "mfa.auth")]
     MfaAuth,
 }
@@ -50,6 +53,7 @@ impl AuditEventKind {
             Self::SessionRejected => "session.rejected",
             Self::SessionTerminated => "session.terminated",
             Self::MfaDeviceAdd => "mfa.device.add",
+            Self::MfaDeviceDelete => "mfa.device.delete",
             Self::MfaAuth => "mfa.auth",
         }
     }
@@ -98,6 +102,12 @@ pub struct AuditEvent {
     /// The Lock concerned, for lock events and lock refusals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<String>,
+    /// The MFA device concerned (its UUID), for MFA events and sessions started with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_device: Option<String>,
+    /// Whether the attempt succeeded, for MFA events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<bool>,
 }
 
 impl AuditEvent {
@@ -115,6 +125,8 @@ impl AuditEvent {
             addr_remote: None,
             reason: None,
             lock: None,
+            mfa_device: None,
+            success: None,
         }
     }
 

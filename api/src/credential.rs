@@ -17,6 +17,8 @@ const ROLE: &str = "deadbolt:role:";
 const MFA_DEVICE: &str = "deadbolt:mfa-device:";
 const DEVICE: &str = "deadbolt:device:";
 const ACCESS_REQUEST: &str = "deadbolt:access-request:";
+const MFA_VERIFIED: &str = "deadbolt:mfa-verified:";
+const TARGET: &str = "deadbolt:target:";
 
 /// An identity as read from, or written into, a Deadbolt client certificate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +35,12 @@ pub struct CertIdentity {
     pub device: Option<String>,
     /// `deadbolt:access-request:<id>` URIs.
     pub access_requests: Vec<String>,
+    /// `deadbolt:mfa-verified:<unix seconds>`: when the MFA service verified
+    /// `mfa_device`. Only certificates from the MFA service carry it, and only
+    /// they satisfy per-session MFA ([`crate::mfa`]).
+    pub mfa_verified_at: Option<i64>,
+    /// `deadbolt:target:<server id>`: the one proxy the certificate is good for.
+    pub target: Option<String>,
 }
 
 impl CertIdentity {
@@ -61,6 +69,11 @@ impl CertIdentity {
                 identity.device = Some(device.to_string());
             } else if let Some(request) = uri.strip_prefix(ACCESS_REQUEST) {
                 identity.access_requests.push(request.to_string());
+            } else if let Some(at) = uri.strip_prefix(MFA_VERIFIED) {
+                // Unreadable means unverified, never "verified at some time".
+                identity.mfa_verified_at = at.parse().ok();
+            } else if let Some(target) = uri.strip_prefix(TARGET) {
+                identity.target = Some(target.to_string());
             }
         }
         identity
@@ -76,11 +89,18 @@ impl CertIdentity {
             .access_requests
             .iter()
             .map(|r| format!("{ACCESS_REQUEST}{r}"));
+        let verified = self
+            .mfa_verified_at
+            .iter()
+            .map(|at| format!("{MFA_VERIFIED}{at}"));
+        let target = self.target.iter().map(|t| format!("{TARGET}{t}"));
         groups
             .chain(roles)
             .chain(mfa)
             .chain(device)
             .chain(requests)
+            .chain(verified)
+            .chain(target)
             .collect()
     }
 
@@ -115,6 +135,8 @@ mod tests {
             mfa_device: Some("d6c06a18-e147-4232-9dfe-6f83a28d5850".into()),
             device: Some("laptop".into()),
             access_requests: vec!["req-1".into()],
+            mfa_verified_at: Some(1_790_000_000),
+            target: Some("db-prod".into()),
         };
         let uris = identity.uris();
         let mut with_foreign = uris.clone();

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod credential;
 pub mod duration;
 pub mod engine;
+pub mod mfa;
 pub mod protocol;
 pub mod replica;
 pub mod resources;

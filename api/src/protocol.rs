@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::LockEntry;
 use crate::resources::{AccessRoleSpec, LockingMode, RequireSessionMfa, UserSpec};
+use crate::resources::{SecondFactor, Webauthn};
 
 /// The endpoint proxies subscribe at (`POST`, HTTP/2 over TLS).
 pub const LOCKVIEW_PATH: &str = "/v1/lockview";
@@ -34,6 +35,37 @@ pub struct ClusterConfig {
     pub require_session_mfa: RequireSessionMfa,
     /// How long a proxy may go without a message before its view is unreliable, in milliseconds.
     pub max_lock_staleness_ms: u64,
+    /// The MFA service's settings (proxies ignore them).
+    #[serde(default)]
+    pub mfa: MfaConfig,
+}
+
+/// The MFA service's settings from the ClusterAuthPreference, defaults applied.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MfaConfig {
+    /// The second factor users register.
+    pub second_factor: SecondFactor,
+    /// WebAuthn relying-party settings, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webauthn: Option<Webauthn>,
+    /// Failed checks in a row that lock a user out of new MFA credentials.
+    pub max_failed_attempts: u32,
+    /// How long that lock-out lasts, in milliseconds.
+    pub lockout_ms: u64,
+}
+
+impl Default for MfaConfig {
+    fn default() -> Self {
+        let defaults = crate::resources::ClusterAuthPreferenceSpec::default();
+        Self {
+            second_factor: SecondFactor::Off,
+            webauthn: None,
+            max_failed_attempts: defaults.effective_mfa_max_failed_attempts(),
+            lockout_ms: u64::try_from(defaults.effective_mfa_lockout().as_millis())
+                .unwrap_or(u64::MAX),
+        }
+    }
 }
 
 /// An AccessRole as proxies need it.

@@ -5,12 +5,14 @@
 //! locked) and reports which locks a change brought in, so the proxy can cut
 //! the sessions they match.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jiff::Timestamp;
 
 use crate::access::{self, AccessDenied, DatabaseRequest};
+use crate::credential::CertIdentity;
 use crate::engine::{Decision, Identity, LockEntry, LockView, evaluate, locking_mode};
+use crate::mfa;
 use crate::protocol::{ClusterConfig, ObjectKey, Revision, ViewEvent, ViewObject};
 use crate::resources::{AccessRoleSpec, LockingMode, UserSpec, UserTraits};
 
@@ -225,20 +227,46 @@ impl ViewReplica {
         access::check_database(&self.role_specs(roles), &self.traits(user), request)
     }
 
-    /// The Kubernetes groups the kube proxy impersonates for `user`, whose
-    /// credential carries `groups` and who holds `roles`.
+    /// The Kubernetes groups the kube proxy with `labels` impersonates for
+    /// `user`, whose credential carries `groups` and who holds `roles`.
     pub fn kubernetes_groups(
         &self,
         user: &str,
         groups: &[String],
         roles: &[String],
+        labels: &BTreeMap<String, String>,
     ) -> Vec<String> {
         let specs: Vec<&AccessRoleSpec> = self
             .role_specs(roles)
             .into_iter()
             .map(|(_, spec)| spec)
             .collect();
-        access::kubernetes_groups(groups, &specs, &self.traits(user))
+        access::kubernetes_groups(groups, &specs, &self.traits(user), labels)
+    }
+
+    /// The lock in force against the holder of `credential` (its user, the
+    /// roles it holds, its devices and access requests), if any: issuing a
+    /// credential to a locked identity is refused, as Teleport refuses
+    /// certificate requests under a lock.
+    pub fn lock_against_credential(
+        &self,
+        credential: &CertIdentity,
+        now: Timestamp,
+    ) -> Option<&LockEntry> {
+        let roles = self.roles_for(&credential.user, &credential.groups, &credential.roles);
+        let identity = credential.to_identity(roles, None);
+        self.locks.find_in_force(&identity.targets(None), now)
+    }
+
+    /// Whether a new session of `user` holding `roles` on `resource` needs a
+    /// fresh MFA check ([`crate::mfa::required`]).
+    pub fn mfa_required(&self, user: &str, roles: &[String], resource: mfa::Resource<'_>) -> bool {
+        mfa::required(
+            self.config.require_session_mfa,
+            &self.role_specs(roles),
+            &self.traits(user),
+            resource,
+        )
     }
 
     /// The interaction's locking mode: the cluster's, unless any of its roles is strict.

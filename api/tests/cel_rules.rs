@@ -218,10 +218,38 @@ fn mfa_devices_are_named_by_uuid_and_immutable() {
 }
 
 #[test]
-fn access_role_accepts_teleport_shaped_options() {
-    let role = json!({
-        "apiVersion": "deadbolt.dev/v1", "kind": "AccessRole", "metadata": {"name": "access-prod"},
-        "spec": {"options": {"lock": "strict", "requireSessionMfa": "true"}, "groups": ["prod-admins"]},
-    });
-    assert!(violations::<AccessRole>(role, None).is_empty());
+fn access_role_options_take_teleports_values_and_nothing_else() {
+    // The AccessRole has no CEL rule: its options are enums in the schema,
+    // which the API server enforces, and the Rust type reads the same values.
+    let options =
+        &schema::<AccessRole>()["properties"]["spec"]["properties"]["options"]["properties"];
+    let values = |field: &str| -> Vec<String> {
+        options[field]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("options.{field} is not an enum: {options}"))
+            .iter()
+            .filter_map(|value| value.as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        values("requireSessionMfa"),
+        ["false", "true", "hardware_key", "hardware_key_touch"]
+    );
+    assert_eq!(values("lock"), ["best_effort", "strict"]);
+    let role = |lock: &str, mfa: &str| {
+        json!({
+            "apiVersion": "deadbolt.dev/v1", "kind": "AccessRole", "metadata": {"name": "access-prod"},
+            "spec": {"options": {"lock": lock, "requireSessionMfa": mfa}, "groups": ["prod-admins"]},
+        })
+    };
+    let teleport = role("strict", "true");
+    assert!(violations::<AccessRole>(teleport.clone(), None).is_empty());
+    let read: AccessRole = serde_json::from_value(teleport).unwrap();
+    assert!(read.spec.options.require_session_mfa.unwrap().is_required());
+    for (lock, mfa) in [("strict", "yes"), ("always", "true")] {
+        assert!(
+            serde_json::from_value::<AccessRole>(role(lock, mfa)).is_err(),
+            "{lock}/{mfa} was read"
+        );
+    }
 }

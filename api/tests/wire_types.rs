@@ -54,6 +54,7 @@ fn every_event() -> Vec<ViewEvent> {
         locking_mode: LockingMode::Strict,
         require_session_mfa: RequireSessionMfa::Session,
         max_lock_staleness_ms: 30_000,
+        mfa: Default::default(),
     };
     vec![
         ViewEvent::Snapshot(Snapshot {

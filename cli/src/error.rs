@@ -75,6 +75,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// An MFA command's flags are unusable (checked before any I/O), or no caller credential was found.
+    #[error("{0}")]
+    MfaUsage(String),
+    /// Talking to the MFA service, the security key or the credential files failed.
+    #[error("{0}")]
+    Mfa(#[from] crate::mfa::MfaError),
     /// Writing to stdout failed (e.g. a closed pipe).
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),

@@ -50,25 +50,51 @@ pub struct KubeArgs {
     pub cluster: Option<String>,
 }
 
-/// The parts of the process environment that choose a kubeconfig, passed in
-/// explicitly so tests need not change the real environment.
+/// The parts of the process environment the plugin depends on (the
+/// kubeconfig, and for the MFA commands the credential cache and kubectl's
+/// credential-plugin marker), passed in explicitly so tests need not change
+/// the real environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Environment {
     /// The value of `KUBECONFIG`, if set.
     pub kubeconfig: Option<OsString>,
     /// The home directory holding `.kube/config`, if known.
     pub home: Option<PathBuf>,
+    /// `DEADBOLT_CACHE_DIR`: where MFA session credentials are cached.
+    pub deadbolt_cache_dir: Option<PathBuf>,
+    /// `XDG_CACHE_HOME`.
+    pub xdg_cache_home: Option<PathBuf>,
+    /// `KUBERNETES_EXEC_INFO`, which kubectl sets when it runs a credential plugin.
+    pub exec_info: Option<String>,
 }
 
 impl Environment {
-    /// Reads `KUBECONFIG` and `HOME` from this process's environment.
+    /// Reads `KUBECONFIG`, `HOME`, `DEADBOLT_CACHE_DIR`, `XDG_CACHE_HOME` and
+    /// `KUBERNETES_EXEC_INFO` from this process's environment.
     pub fn from_process() -> Self {
+        let path = |name: &str| {
+            std::env::var_os(name)
+                .filter(|value| !value.is_empty())
+                .map(PathBuf::from)
+        };
         Self {
             kubeconfig: std::env::var_os("KUBECONFIG"),
-            home: std::env::var_os("HOME")
-                .filter(|home| !home.is_empty())
-                .map(PathBuf::from),
+            home: path("HOME"),
+            deadbolt_cache_dir: path(crate::mfa::cache::CACHE_DIR_ENV),
+            xdg_cache_home: path("XDG_CACHE_HOME"),
+            exec_info: std::env::var_os(crate::mfa::exec::EXEC_INFO_ENV)
+                .map(|info| info.to_string_lossy().into_owned()),
         }
+    }
+
+    /// The MFA credential cache: `DEADBOLT_CACHE_DIR`, else
+    /// `XDG_CACHE_HOME/deadbolt`, else `HOME/.cache/deadbolt`.
+    pub fn credential_cache(&self) -> Option<crate::mfa::CredentialCache> {
+        crate::mfa::CredentialCache::locate(
+            self.deadbolt_cache_dir.as_deref(),
+            self.xdg_cache_home.as_deref(),
+            self.home.as_deref(),
+        )
     }
 }
 

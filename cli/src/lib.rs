@@ -1,5 +1,7 @@
 //! `kubectl deadbolt`: the kubectl plugin that mirrors Teleport's `tctl lock`
-//! for Deadbolt's cluster-scoped `deadbolt.dev/v1` `Lock` resources.
+//! for Deadbolt's cluster-scoped `deadbolt.dev/v1` `Lock` resources, and
+//! `tsh`'s per-session MFA (`mfa add/ls/rm`, `login --mfa`, `status`) against
+//! Deadbolt's MFA service ([`mfa`]).
 //!
 //! kubectl runs the `kubectl-deadbolt` binary with everything after
 //! `kubectl deadbolt` and does not pass its own global flags on, so the
@@ -13,12 +15,15 @@
 //! 3. [`Action::run`] talks to the API server through the client it is given.
 //!
 //! [`run`] strings these together for the binary and renders errors the way
-//! kubectl does ([`Error::render`]).
+//! kubectl does ([`Error::render`]). The MFA commands talk to the MFA service
+//! rather than the API server: their [`Action::Mfa`] needs no kube client, and
+//! [`run`] hands it the kubeconfig flags and environment instead.
 
 pub mod error;
 pub mod kubeconfig;
 pub mod list;
 pub mod lock;
+pub mod mfa;
 pub mod output;
 pub mod remove;
 pub mod unlock;
@@ -45,7 +50,7 @@ pub const LIST_CHUNK_SIZE: u32 = 500;
     name = "kubectl-deadbolt",
     bin_name = "kubectl deadbolt",
     version,
-    about = "Create, list and remove Deadbolt locks (the kubectl twin of `tctl lock`).",
+    about = "Create, list and remove Deadbolt locks (the kubectl twin of `tctl lock`); register MFA devices and get MFA session credentials.",
     long_about = None
 )]
 pub struct Cli {
@@ -70,6 +75,12 @@ pub enum Command {
     /// Delete a lock by name, like `tctl rm locks/NAME`.
     #[command(visible_alias = "delete")]
     Rm(RmArgs),
+    /// Register, list and remove your MFA devices (security keys).
+    Mfa(mfa::command::MfaArgs),
+    /// Pass an MFA check and get a five-minute session certificate (for kubectl, psql, mysql).
+    Login(mfa::command::LoginArgs),
+    /// Show who you are to Deadbolt: roles, locks in force, MFA devices and lock-out.
+    Status(mfa::command::StatusArgs),
 }
 
 /// The target flags `tctl lock` takes; each one that is set becomes a field of `spec.target`.
@@ -176,6 +187,8 @@ pub enum Action {
     List,
     /// Delete the lock with this name.
     Remove(String),
+    /// An MFA command; it talks to the MFA service, not the API server.
+    Mfa(Box<mfa::command::MfaAction>),
 }
 
 impl Command {
@@ -188,13 +201,25 @@ impl Command {
             Command::Unlock(args) => args.target.require_target().map(Action::Unlock),
             Command::Ls => Ok(Action::List),
             Command::Rm(args) => remove::parse_name(&args.name).map(Action::Remove),
+            Command::Mfa(args) => mfa::command::prepare_mfa(args)
+                .map(Box::new)
+                .map(Action::Mfa),
+            Command::Login(args) => mfa::command::prepare_login(args)
+                .map(Box::new)
+                .map(Action::Mfa),
+            Command::Status(args) => mfa::command::prepare_status(args)
+                .map(Box::new)
+                .map(Action::Mfa),
         }
     }
 }
 
 impl Action {
     /// Carries the action out against the API server behind `client`, writing results to `out`
-    /// and notes (such as "No locks found.") to `err`, as kubectl splits them.
+    /// and notes (such as "No locks found.") to `err`, as kubectl splits them. An
+    /// [`Action::Mfa`] does not use `client`: it runs with the default kubeconfig
+    /// selection and this process's environment ([`mfa::command::MfaAction::run`]
+    /// takes them explicitly).
     pub async fn run(
         self,
         client: Client,
@@ -207,6 +232,11 @@ impl Action {
             Action::Unlock(target) => unlock::unlock(&api, &target, out).await,
             Action::List => list::list(&api, out, err).await,
             Action::Remove(name) => remove::remove(&api, &name, out).await,
+            Action::Mfa(action) => {
+                action
+                    .run(&KubeArgs::default(), &Environment::from_process(), out, err)
+                    .await
+            }
         }
     }
 }
@@ -271,6 +301,9 @@ async fn run_cli(
     err: &mut dyn Write,
 ) -> Result<(), Error> {
     let action = cli.command.prepare()?;
+    if let Action::Mfa(action) = action {
+        return action.run(&cli.kube, env, out, err).await;
+    }
     let config = kubeconfig::load_config(&cli.kube, env).await?;
     let server = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(Error::Client)?;

@@ -88,6 +88,7 @@ fn env_with(kubeconfig: Option<OsString>, home: Option<&Path>) -> Environment {
     Environment {
         kubeconfig,
         home: home.map(Path::to_path_buf),
+        ..Environment::default()
     }
 }
 

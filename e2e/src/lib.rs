@@ -14,6 +14,7 @@
 //! kind cluster needs the host's address on the kind network).
 
 pub mod chart;
+pub mod mfa;
 pub mod pki;
 /// A real PostgreSQL in a temporary directory (the sidecar tests' harness).
 #[path = "../../sidecar/tests/support/postgres.rs"]

@@ -117,6 +117,8 @@ pub struct Operator {
     pub lockview: SocketAddr,
     /// The admission webhooks.
     pub webhook: SocketAddr,
+    /// The MFA service.
+    pub mfa: SocketAddr,
     /// This replica's identity (leader election, Events).
     pub identity: String,
 }
@@ -138,6 +140,7 @@ impl Operator {
     ) -> Self {
         let lockview: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let webhook: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mfa: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut command = Command::new(bin("deadbolt-operator"));
         command
@@ -146,6 +149,7 @@ impl Operator {
             .args(["--source", "kube", "--namespace", namespace])
             .args(["--listen", &lockview.to_string()])
             .args(["--webhook-listen", &webhook.to_string()])
+            .args(["--mfa-listen", &mfa.to_string()])
             .args(["--metrics-listen", &metrics.to_string()])
             .args(["--tls-sans", "localhost,127.0.0.1"])
             .args(["--pod-name", identity])
@@ -157,6 +161,7 @@ impl Operator {
             process,
             lockview,
             webhook,
+            mfa,
             identity: identity.to_string(),
         }
     }
@@ -172,6 +177,11 @@ impl Operator {
     /// The lock-view URL proxies subscribe at.
     pub fn view_url(&self) -> String {
         format!("https://localhost:{}", self.lockview.port())
+    }
+
+    /// The MFA service's URL.
+    pub fn mfa_url(&self) -> String {
+        format!("https://localhost:{}", self.mfa.port())
     }
 }
 
@@ -269,11 +279,27 @@ impl Sidecar {
         upstream_kubeconfig: &Path,
         logs: &Path,
     ) -> Self {
-        let extra = vec![
+        Self::kube_labelled(pki, view_url, server_id, upstream_kubeconfig, &[], logs)
+    }
+
+    /// The same with `--label` flags (`key=value`).
+    pub fn kube_labelled(
+        pki: &Pki,
+        view_url: &str,
+        server_id: &str,
+        upstream_kubeconfig: &Path,
+        labels: &[&str],
+        logs: &Path,
+    ) -> Self {
+        let mut extra = vec![
             "--upstream-kubeconfig".to_string(),
             upstream_kubeconfig.display().to_string(),
             "--token-review".to_string(),
         ];
+        for label in labels {
+            extra.push("--label".to_string());
+            extra.push(label.to_string());
+        }
         Self::start(
             "kube",
             pki,

@@ -95,6 +95,11 @@ impl Scenario {
         self.cleanup.add(kind, name);
     }
 
+    /// Deletes the cluster-scoped `kind/name` something else made, at the end.
+    pub fn delete_at_end(&mut self, kind: &str, name: &str) {
+        self.cleanup.add(kind, name);
+    }
+
     /// Lets `user` (and everyone in `group`) use `role` (a ClusterRole such as
     /// `edit`) in the scenario's namespace.
     pub fn bind(&self, role: &str, user: &str) {

@@ -17,6 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use deadbolt_e2e::chart::{Release, WEBHOOK_CONFIGURATIONS, assert_only_crds_left};
+use deadbolt_e2e::mfa::{plugin, registered_uuid};
 use deadbolt_e2e::pki::{Issued, Pki};
 use deadbolt_e2e::process::{Operator, Running, Sidecar};
 use deadbolt_e2e::psql::{LivePsql, psql_once, text};
@@ -24,7 +25,7 @@ use deadbolt_e2e::scenario::{Scenario, database_role, lock_manifest};
 use deadbolt_e2e::webhook::{token_kubeconfig, wait_for_ca_bundle, webhook_host};
 use deadbolt_e2e::{
     Namespace, PATIENCE, admin_kubeconfig, apply, bin, eventually, free_port, kubectl,
-    kubectl_stdin, node_kit, success,
+    kubectl_stdin, node_kit, stderr, success,
 };
 use serde_json::{Value, json};
 
@@ -322,7 +323,7 @@ fn the_operator_works_with_exactly_the_charts_rbac() {
     scenario.apply_cluster(
         "clusterauthpreferences.deadbolt.dev",
         "cluster-auth-preference",
-        "apiVersion: deadbolt.dev/v1\nkind: ClusterAuthPreference\nmetadata:\n  name: cluster-auth-preference\nspec:\n  lockingMode: best_effort\n",
+        "apiVersion: deadbolt.dev/v1\nkind: ClusterAuthPreference\nmetadata:\n  name: cluster-auth-preference\nspec:\n  lockingMode: best_effort\n  secondFactor: webauthn\n  webauthn:\n    rpId: localhost\n",
     );
 
     let wait = |what: &str, condition: &str| {
@@ -401,6 +402,50 @@ fn the_operator_works_with_exactly_the_charts_rbac() {
     );
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("use postgres or mysql"));
+
+    // The MFA service: a device registered (MfaDevices created and listed),
+    // a check passed (the device's status patched), and the device removed
+    // with the MFA credential it gave (deleted).
+    let api_token = success(kubectl(&["create", "token", "db-proxy", "-n", &ns]));
+    let api_token_file = scenario.logs().join("db-proxy-api.token");
+    std::fs::write(&api_token_file, api_token.trim()).unwrap();
+    let key = scenario.logs().join("chart.softtoken");
+    let key = key.to_str().unwrap();
+    let (url, ca) = (operator.mfa_url(), pki.ca_crt());
+    let by_token = ["--token-file", api_token_file.to_str().unwrap()];
+    let added = plugin(
+        &url,
+        &ca,
+        &by_token,
+        &["mfa", "add", "--name", "chart", "--soft-token", key],
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let uuid = registered_uuid(&added);
+    scenario.delete_at_end("mfadevices.deadbolt.dev", &uuid);
+    let prefix = scenario.logs().join("chart-mfa");
+    let prefix = prefix.to_str().unwrap();
+    let login = plugin(
+        &url,
+        &ca,
+        &by_token,
+        &["login", "--mfa", "--out", prefix, "--soft-token", key],
+    );
+    assert!(login.status.success(), "{}", stderr(&login));
+    assert!(!jsonpath(&["get", "mfadevice", &uuid], "{.status.signCount}").is_empty());
+    let (cert, key) = (format!("{prefix}.crt"), format!("{prefix}.key"));
+    let removed = plugin(
+        &url,
+        &ca,
+        &["--cert", &cert, "--key", &key],
+        &["mfa", "rm", &uuid],
+    );
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    success(kubectl(&[
+        "wait",
+        "--for=delete",
+        &format!("mfadevice/{uuid}"),
+        "--timeout=60s",
+    ]));
 
     // Nothing the operator did was refused.
     let log = operator.process.log();

@@ -214,6 +214,7 @@ fn lockview(dir: &Path) {
         locking_mode: LockingMode::Strict,
         require_session_mfa: RequireSessionMfa::Session,
         max_lock_staleness_ms: 30_000,
+        mfa: Default::default(),
     };
     let snapshot = ViewEvent::Snapshot(Snapshot {
         revision: 7,

@@ -102,7 +102,8 @@ pub struct Args {
     pub heartbeat_interval: Duration,
 
     /// File to append audit events to (JSON lines: lock.created, lock.expired,
-    /// lock.deleted). Without it they go to standard output.
+    /// lock.deleted, mfa.device.add, mfa.device.delete, mfa.auth). Without it
+    /// they go to standard output.
     #[arg(long, env = "DEADBOLT_AUDIT_LOG")]
     pub audit_log: Option<PathBuf>,
 
@@ -139,6 +140,18 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub mutating_webhook_configurations: Vec<String>,
+
+    /// Audience the MFA service's callers' bearer tokens must be minted for.
+    /// Without it, the API server's own audiences: the MFA service accepts
+    /// the token kubectl sends the API server (a user's OIDC token, say), and
+    /// the security key is the second factor.
+    #[arg(long, env = "DEADBOLT_MFA_TOKEN_AUDIENCE")]
+    pub mfa_token_audience: Option<String>,
+
+    /// Address of the MFA service (HTTPS, HTTP/2): WebAuthn registration and
+    /// per-session MFA checks that issue short-lived session credentials.
+    #[arg(long, env = "DEADBOLT_MFA_LISTEN", default_value = "0.0.0.0:8444")]
+    pub mfa_listen: SocketAddr,
 
     /// Address of the admission webhooks (HTTPS; Kubernetes source only).
     #[arg(long, env = "DEADBOLT_WEBHOOK_LISTEN", default_value = "0.0.0.0:9443")]

@@ -26,6 +26,7 @@ pub mod auth;
 pub mod ca;
 pub mod controller;
 pub mod leader;
+pub mod mfa;
 pub mod ownership;
 pub mod source;
 pub mod status;

@@ -12,16 +12,18 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, AdminState, Metrics, Readiness};
 use crate::admission;
 use crate::args::Args;
-use crate::auth::{Authenticator, CachePolicy, CachingTokenChecker, TokenReviewer};
+use crate::auth::{Authenticator, CachePolicy, CachingTokenChecker, TokenChecker, TokenReviewer};
 use crate::ca::{self, Created, DeadboltCa, DirCaStore, SecretCaStore};
 use crate::controller::{self, AuditSink, Settings};
 use crate::leader::{self, ElectionConfig, Leadership};
+use crate::mfa::{self, DeviceStore, KubeDevices, MemoryDevices, MfaService};
 use crate::ownership;
 use crate::shutdown::{self, Shutdown};
 use crate::source::{self, DirOptions, DirSource, SourceSpec};
 use crate::stream::{self, StreamContext};
 use crate::subscribers::Subscribers;
 use crate::view::ViewStore;
+use deadbolt_runtime::clock::SystemClock;
 use deadbolt_runtime::tls::{self, CertifiedKey, ClientAuth};
 
 /// How long an issued serving certificate is valid. It is issued at start-up,
@@ -34,6 +36,10 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the source part of start-up produced.
 struct Started {
     ca: DeadboltCa,
+    /// Where MFA devices are kept.
+    devices: Arc<dyn DeviceStore>,
+    /// Checks callers' bearer tokens (Kubernetes source only).
+    tokens: Option<Arc<dyn TokenChecker>>,
     /// The namespace the operator runs in (Kubernetes source only).
     namespace: Option<String>,
     authenticator: Authenticator,
@@ -49,10 +55,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let subscribers = Subscribers::new();
     let readiness = Readiness::new();
     let metrics = Arc::new(Metrics::new());
+    let audit = match &args.audit_log {
+        Some(path) => AuditSink::file(path)
+            .with_context(|| format!("cannot open --audit-log {}", path.display()))?,
+        None => AuditSink::stdout(),
+    };
 
     let started = match &args.source {
         SourceSpec::Kube => {
-            start_kube(&args, &store, &subscribers, &readiness, &metrics, &shutdown).await?
+            let context = (&store, &subscribers, &readiness, &metrics, &audit);
+            start_kube(&args, context, &shutdown).await?
         }
         SourceSpec::Dir(path) => {
             start_dir(&args, path, &store, &readiness, &metrics, &shutdown).await?
@@ -109,11 +121,34 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => tokio::spawn(async {}),
     };
-    let tls_config = tls::server_config(
-        identity,
+    let mfa_listener = TcpListener::bind(args.mfa_listen)
+        .await
+        .with_context(|| format!("cannot listen on --mfa-listen {}", args.mfa_listen))?;
+    let mfa_tls = tls::server_config(
+        identity.clone(),
         ClientAuth::Optional(started.ca.root_store()?),
-        &[b"h2"],
+        mfa::ALPN,
     )?;
+    let ca = Arc::new(started.ca);
+    let mfa_endpoint = mfa::Endpoint {
+        service: MfaService::new(
+            admission::FollowedView::new(store.clone()),
+            ca.clone(),
+            started.devices,
+            Arc::new(SystemClock),
+            audit.clone(),
+        ),
+        tokens: started.tokens,
+    };
+    tracing::info!(listen = %args.mfa_listen, "MFA service started");
+    let mfa_task = tokio::spawn(mfa::serve(
+        mfa_listener,
+        mfa_tls,
+        mfa_endpoint,
+        shutdown.clone(),
+    ));
+    let tls_config =
+        tls::server_config(identity, ClientAuth::Optional(ca.root_store()?), &[b"h2"])?;
 
     let listener = TcpListener::bind(args.listen)
         .await
@@ -154,19 +189,32 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("cannot listen for signals")?;
     tracing::info!(signal, "shutting down");
     trigger.trigger();
-    let all = futures::future::join4(started.task, stream_task, admin_task, webhook_task);
+    let all = futures::future::join5(
+        started.task,
+        stream_task,
+        admin_task,
+        webhook_task,
+        mfa_task,
+    );
     if tokio::time::timeout(STOP_TIMEOUT, all).await.is_err() {
         tracing::warn!("some tasks did not stop in time");
     }
+    let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     Ok(())
 }
 
+/// What the Kubernetes source shares with the rest of the operator.
+type Shared<'a> = (
+    &'a ViewStore,
+    &'a Subscribers,
+    &'a Readiness,
+    &'a Arc<Metrics>,
+    &'a AuditSink,
+);
+
 async fn start_kube(
     args: &Args,
-    store: &ViewStore,
-    subscribers: &Subscribers,
-    readiness: &Readiness,
-    metrics: &Arc<Metrics>,
+    (store, subscribers, readiness, metrics, audit): Shared<'_>,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Started> {
     let client = kube::Client::try_default().await.context(
@@ -187,7 +235,8 @@ async fn start_kube(
     let (ca, created) = ca::load_or_create(&ca_store).await?;
     log_ca(&format!("Secret {namespace}/{}", ca::SECRET_NAME), created);
     let reviewer = TokenReviewer::new(client.clone(), &args.token_audience);
-    let tokens = CachingTokenChecker::new(reviewer, CachePolicy::default());
+    let tokens: Arc<dyn TokenChecker> =
+        Arc::new(CachingTokenChecker::new(reviewer, CachePolicy::default()));
     let service = &args.service_name;
     let cluster_names = vec![
         service.clone(),
@@ -208,13 +257,13 @@ async fn start_kube(
         owner,
     };
     let (controllers, leadership) =
-        start_controllers(args, home, store, subscribers, metrics, shutdown)?;
+        start_controllers(args, home, (store, subscribers, metrics, audit), shutdown)?;
     let configurations = admission::WebhookConfigurations {
         validating: args.validating_webhook_configurations.clone(),
         mutating: args.mutating_webhook_configurations.clone(),
     };
     if !configurations.is_empty() {
-        let bundle = admission::CaBundle::new(client, configurations, ca.cert_pem());
+        let bundle = admission::CaBundle::new(client.clone(), configurations, ca.cert_pem());
         tokio::spawn(bundle.keep(leadership, shutdown.clone()));
     }
     let task = tokio::spawn(async move {
@@ -222,9 +271,16 @@ async fn start_kube(
     });
     Ok(Started {
         ca,
+        devices: Arc::new(KubeDevices::new(client.clone())),
+        tokens: Some(Arc::new(CachingTokenChecker::new(
+            match &args.mfa_token_audience {
+                Some(audience) => TokenReviewer::new(client, audience),
+                None => TokenReviewer::for_api_server(client),
+            },
+            CachePolicy::default(),
+        ))),
         namespace: Some(namespace),
-        authenticator: Authenticator::new(Some(Arc::new(tokens)))
-            .with_subscribers(args.subscribers.clone()),
+        authenticator: Authenticator::new(Some(tokens)).with_subscribers(args.subscribers.clone()),
         cluster_names,
         task,
     })
@@ -244,16 +300,9 @@ struct Home {
 fn start_controllers(
     args: &Args,
     home: Home,
-    store: &ViewStore,
-    subscribers: &Subscribers,
-    metrics: &Arc<Metrics>,
+    (store, subscribers, metrics, audit): (&ViewStore, &Subscribers, &Arc<Metrics>, &AuditSink),
     shutdown: &Shutdown,
 ) -> anyhow::Result<(JoinHandle<()>, Leadership)> {
-    let audit = match &args.audit_log {
-        Some(path) => AuditSink::file(path)
-            .with_context(|| format!("cannot open --audit-log {}", path.display()))?,
-        None => AuditSink::stdout(),
-    };
     let identity = args
         .pod_name
         .clone()
@@ -304,7 +353,7 @@ fn start_controllers(
     ));
     let task = tokio::spawn(async move {
         let _ = controllers.await;
-        let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
+        // The audit sink is flushed once everything has stopped (`run`).
         // On shutdown the election steps down (stops writes) and hands the
         // Lease back; a follower takes it when the renewal it last saw lapses.
         if let Some(election) = election {
@@ -339,8 +388,13 @@ async fn start_dir(
     tracing::info!(dir = %path.display(), files = report.files, failed = report.failed.len(),
         revision = store.revision(), "manifest directory loaded");
     let task = tokio::spawn(source.run(shutdown.clone()));
+    tracing::warn!(
+        "standalone mode keeps MFA devices in memory: they are gone when the operator restarts"
+    );
     Ok(Started {
         ca,
+        devices: Arc::new(MemoryDevices::default()),
+        tokens: None,
         namespace: None,
         // No API server to review tokens with: client certificates only.
         authenticator: Authenticator::new(None),

@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod audit;
 pub mod body;
+pub mod certificate;
+pub mod clock;
 pub mod connection;
 pub mod listener;
 pub mod logging;

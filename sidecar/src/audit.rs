@@ -36,6 +36,21 @@ impl SessionFacts {
         }
     }
 
+    /// The session's span: every log line inside it names the session, its
+    /// user, login, client and proxy, and the lock that cut it (recorded as
+    /// `lock` when one does).
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "session",
+            sid = %self.sid,
+            user = self.user.as_deref().unwrap_or(""),
+            login = self.login.as_deref().unwrap_or(""),
+            remote = %self.remote.map(|addr| addr.to_string()).unwrap_or_default(),
+            server_id = %self.server_id,
+            lock = tracing::field::Empty,
+        )
+    }
+
     /// An event about this session.
     pub fn event(
         &self,

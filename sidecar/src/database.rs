@@ -15,6 +15,7 @@ use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::listener::{MAX_CONNECTIONS, accept_until};
 use deadbolt_runtime::shutdown::Shutdown;
 use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
 
 use crate::audit::SessionFacts;
 use crate::gate::{Ending, Gate, LiveSession};
@@ -39,7 +40,7 @@ pub struct LoggedIn<C> {
 /// How a login attempt ended.
 pub enum Login<C> {
     /// A client ready for its session.
-    Session(LoggedIn<C>),
+    Session(Box<LoggedIn<C>>),
     /// Not a session (a PostgreSQL `CancelRequest`): the adapter has dealt with it.
     Handled,
     /// Refused: the client has been told when it could be, and the refusal audited.
@@ -140,7 +141,7 @@ pub async fn drive<P: DatabaseProtocol>(
     let mut facts = SessionFacts::new(gate.view.server_id(), Some(remote));
     let logged_in = match tokio::time::timeout(LOGIN_TIMEOUT, protocol.login(tcp, &mut facts)).await
     {
-        Ok(Login::Session(logged_in)) => logged_in,
+        Ok(Login::Session(logged_in)) => *logged_in,
         Ok(Login::Handled) => return,
         Ok(Login::Refused(reason)) => {
             tracing::info!(%remote, %reason, "connection refused");
@@ -162,7 +163,7 @@ pub async fn drive<P: DatabaseProtocol>(
         login: &login,
         db_name: db_name.as_deref(),
     };
-    let mut session = match gate.admit(&mut facts, &principal, reach) {
+    let session = match gate.admit(&mut facts, &principal, reach) {
         Ok(session) => session,
         Err(refusal) => {
             tracing::info!(%remote, user = %principal.user, %login, reason = %refusal.reason(),
@@ -171,8 +172,21 @@ pub async fn drive<P: DatabaseProtocol>(
             return;
         }
     };
+    let span = session.span().clone();
+    run(protocol, client, &principal, session)
+        .instrument(span)
+        .await;
+}
+
+/// An admitted session, from the upstream login to its end, in its span.
+async fn run<P: DatabaseProtocol>(
+    protocol: &P,
+    mut client: P::Client,
+    principal: &CertIdentity,
+    mut session: LiveSession,
+) {
     let mut upstream = match protocol
-        .open_upstream(&mut client, &principal, &session)
+        .open_upstream(&mut client, principal, &session)
         .await
     {
         Ok(upstream) => upstream,

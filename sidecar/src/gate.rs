@@ -41,6 +41,7 @@ pub struct LiveSession {
     /// The admission (identity, mode, registry handle).
     pub admission: Admission,
     facts: SessionFacts,
+    span: tracing::Span,
     gate: Gate,
 }
 
@@ -66,9 +67,12 @@ impl Gate {
                 self.metrics.sessions_started.inc();
                 self.audit
                     .emit(&facts.event(AuditEventKind::SessionStart, None, None));
+                let span = facts.span();
+                span.in_scope(|| tracing::debug!("session started"));
                 Ok(LiveSession {
                     admission,
                     facts: facts.clone(),
+                    span,
                     gate: self.clone(),
                 })
             }
@@ -115,12 +119,22 @@ impl LiveSession {
         &self.facts
     }
 
+    /// The session's span ([`SessionFacts::span`]): run the session in it.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
     /// Records the end and unregisters the session.
     pub fn finish(self, ending: Ending) {
         let gate = &self.gate;
         let event = match &ending {
-            Ending::Normal => self.facts.event(AuditEventKind::SessionEnd, None, None),
+            Ending::Normal => {
+                self.span.in_scope(|| tracing::debug!("session ended"));
+                self.facts.event(AuditEventKind::SessionEnd, None, None)
+            }
             Ending::Failed(reason) => {
+                self.span
+                    .in_scope(|| tracing::info!(%reason, "session ended with an error"));
                 self.facts
                     .event(AuditEventKind::SessionEnd, Some(reason), None)
             }
@@ -130,6 +144,11 @@ impl LiveSession {
                     Denial::Locked { lock, .. } => Some(lock.as_str()),
                     Denial::StaleView => None,
                 };
+                if let Some(lock) = lock {
+                    self.span.record("lock", lock);
+                }
+                self.span
+                    .in_scope(|| tracing::info!(reason = denial.message(), "session cut"));
                 self.facts.event(
                     AuditEventKind::SessionTerminated,
                     Some(denial.message()),

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use deadbolt_api::credential::CertIdentity;
+use deadbolt_runtime::certificate;
 use deadbolt_runtime::token::{TokenChecker, TokenError};
-use jiff::Timestamp;
 use rustls::pki_types::CertificateDer;
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+pub use deadbolt_runtime::certificate::Validity;
 
 /// Why a client could not be identified. The text reaches the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,16 +38,6 @@ pub enum AuthError {
     /// Too many tokens from this address failed lately.
     #[error("{0}")]
     Throttled(String),
-}
-
-/// When a certificate may be used: rustls checks it at the handshake, and a
-/// long-lived connection checks it again at each request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Validity {
-    /// Not valid before.
-    pub not_before: Timestamp,
-    /// Not valid after.
-    pub not_after: Timestamp,
 }
 
 /// Turns a verified client certificate or a password into an identity.
@@ -99,43 +90,10 @@ impl Authenticator {
 
 /// Reads CN, organizations and URI SANs, the layout `deadbolt_api::credential` defines.
 pub fn certificate_identity(certificate: &CertificateDer<'_>) -> Result<CertIdentity, AuthError> {
-    let invalid = |reason: String| AuthError::Certificate(reason);
-    let (_, parsed) = X509Certificate::from_der(certificate.as_ref())
-        .map_err(|error| invalid(format!("cannot parse it: {error}")))?;
-    let subject = parsed.subject();
-    let common_name = subject
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .filter(|cn| !cn.is_empty())
-        .ok_or_else(|| invalid("it has no subject common name (the user)".into()))?;
-    let organizations: Vec<&str> = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok())
-        .collect();
-    let mut uris = Vec::new();
-    if let Ok(Some(names)) = parsed.subject_alternative_name() {
-        for name in &names.value.general_names {
-            if let GeneralName::URI(uri) = name {
-                uris.push(*uri);
-            }
-        }
-    }
-    Ok(CertIdentity::from_parts(common_name, organizations, uris))
+    certificate::identity(certificate).map_err(AuthError::Certificate)
 }
 
 /// A certificate's validity period.
 pub fn certificate_validity(certificate: &CertificateDer<'_>) -> Result<Validity, AuthError> {
-    let (_, parsed) = X509Certificate::from_der(certificate.as_ref())
-        .map_err(|error| AuthError::Certificate(format!("cannot parse it: {error}")))?;
-    let validity = parsed.validity();
-    let at = |time: x509_parser::time::ASN1Time| {
-        Timestamp::from_second(time.timestamp()).map_err(|error| {
-            AuthError::Certificate(format!("its validity is out of range: {error}"))
-        })
-    };
-    Ok(Validity {
-        not_before: at(validity.not_before)?,
-        not_after: at(validity.not_after)?,
-    })
+    certificate::validity(certificate).map_err(AuthError::Certificate)
 }

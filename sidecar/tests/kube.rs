@@ -134,6 +134,7 @@ async fn requests_reach_the_api_server_as_the_user_with_the_proxys_credentials()
         mfa_device: Some("d6c06a18-e147-4232-9dfe-6f83a28d5850".into()),
         device: Some("laptop-7".into()),
         access_requests: vec!["req-1".into(), "req-2".into()],
+        ..Default::default()
     };
     let kubeconfig = proxy.kubeconfig_for_cert(&bob);
     let output = proxy

@@ -12,6 +12,7 @@ use std::time::Duration;
 use deadbolt_api::TargetKind;
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_api::resources::LockingMode;
+use deadbolt_runtime::clock::ManualClock;
 use support::operator::{Operator, target};
 use support::postgres::Postgres;
 use support::proxy::{Proxy, user};
@@ -271,7 +272,12 @@ async fn a_pushed_lock_cuts_the_open_session_and_spares_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_returns_once_the_lock_is_deleted_or_expires() {
-    let (_postgres, operator, proxy) = setup("proxy-return").await;
+    // The proxy's clock is the test's: the lock expires when the test says.
+    let clock = ManualClock::new(jiff::Timestamp::now());
+    let _postgres = Postgres::start();
+    let mut operator = Operator::start().await;
+    operator.view_clock = std::sync::Arc::new(clock.clone());
+    let proxy = Proxy::start(&operator, &_postgres, "proxy-return").await;
     let alice = user("alice");
     operator.lock("deleted-later", target(TargetKind::User, "alice"), "wait");
     proxy.catch_up(&operator).await;
@@ -283,11 +289,19 @@ async fn access_returns_once_the_lock_is_deleted_or_expires() {
     operator.lock_until(
         "expiring",
         target(TargetKind::User, "alice"),
-        Duration::from_secs(2),
+        Duration::from_secs(3600),
     );
+    // From now (at or after the lock's creation): still locked 3,500 s on,
+    // free once the hour has passed.
+    clock.set(jiff::Timestamp::now());
     proxy.catch_up(&operator).await;
     assert!(!proxy.psql(&alice, "app", "select 1").status.success());
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    clock.advance(jiff::SignedDuration::from_secs(3500));
+    assert!(
+        !proxy.psql(&alice, "app", "select 1").status.success(),
+        "expired early"
+    );
+    clock.advance(jiff::SignedDuration::from_secs(101));
     let output = proxy.psql(&alice, "app", "select 1");
     assert!(output.status.success(), "{}", stderr(&output));
 }

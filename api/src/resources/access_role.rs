@@ -28,6 +28,12 @@ pub struct RoleConditions {
     /// Kubernetes groups the kube proxy impersonates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kubernetes_groups: Vec<String>,
+    /// Labels of the kube proxies this role's Kubernetes rules apply at: label
+    /// name to accepted values. Empty means every kube proxy (unlike
+    /// `dbLabels`, where empty means none), so roles written before it keep
+    /// their meaning.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kubernetes_labels: BTreeMap<String, Vec<String>>,
     /// Kubernetes users the kube proxy may impersonate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kubernetes_users: Vec<String>,

@@ -48,6 +48,32 @@ pub struct Webauthn {
     pub origins: Vec<String>,
 }
 
+/// How many failed MFA checks lock a user out of new MFA credentials, and for
+/// how long: Teleport's login lock-out (5 attempts, 30 minutes by default).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MfaLockout {
+    /// Failed MFA checks in a row that lock the user out (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_failed_attempts: Option<u32>,
+    /// How long the lock-out lasts (Go duration, default 30m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        regex(
+            pattern = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h))*$"
+        )
+    )]
+    pub duration: Option<String>,
+}
+
+/// Failed MFA checks that lock a user out when the ClusterAuthPreference does not say.
+pub const DEFAULT_MFA_MAX_FAILED_ATTEMPTS: u32 = 5;
+
+/// How long an MFA lock-out lasts when the ClusterAuthPreference does not say.
+pub const DEFAULT_MFA_LOCKOUT: &str = "30m";
+
 /// The cluster-wide authentication preferences.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
@@ -91,6 +117,9 @@ pub struct ClusterAuthPreferenceSpec {
     )]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("maxLockStaleness must be at least 1s: proxies hear a heartbeat every second"))]
     pub max_lock_staleness: Option<String>,
+    /// Lock-out after repeated failed MFA checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_lockout: Option<MfaLockout>,
 }
 
 impl ClusterAuthPreferenceSpec {
@@ -102,6 +131,24 @@ impl ClusterAuthPreferenceSpec {
     /// The session MFA requirement in effect: off unless set.
     pub fn effective_require_session_mfa(&self) -> RequireSessionMfa {
         self.require_session_mfa.unwrap_or_default()
+    }
+
+    /// Failed MFA checks in a row that lock a user out of new MFA credentials.
+    pub fn effective_mfa_max_failed_attempts(&self) -> u32 {
+        self.mfa_lockout
+            .as_ref()
+            .and_then(|lockout| lockout.max_failed_attempts)
+            .unwrap_or(DEFAULT_MFA_MAX_FAILED_ATTEMPTS)
+            .max(1)
+    }
+
+    /// How long an MFA lock-out lasts, falling back to the default when unset or unparsable.
+    pub fn effective_mfa_lockout(&self) -> std::time::Duration {
+        self.mfa_lockout
+            .as_ref()
+            .and_then(|lockout| lockout.duration.as_deref())
+            .and_then(|text| crate::duration::parse(text).ok())
+            .unwrap_or_else(|| crate::duration::parse(DEFAULT_MFA_LOCKOUT).expect("default parses"))
     }
 
     /// The staleness bound in effect, falling back to the default when unset or unparsable.

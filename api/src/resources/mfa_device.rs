@@ -46,4 +46,8 @@ pub struct MfaDeviceStatus {
     /// When the device last passed an MFA check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used: Option<Time>,
+    /// The highest WebAuthn signature counter the device has presented; an
+    /// assertion must show a higher one (a lower one suggests a cloned key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_count: Option<u32>,
 }

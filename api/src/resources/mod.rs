@@ -15,7 +15,8 @@ mod user;
 pub use access_role::{AccessRole, AccessRoleSpec, AccessRoleStatus, RoleConditions, RoleOptions};
 pub use cluster_auth_preference::{
     CLUSTER_AUTH_PREFERENCE_NAME, ClusterAuthPreference, ClusterAuthPreferenceSpec,
-    ClusterAuthPreferenceStatus, DEFAULT_MAX_LOCK_STALENESS, SecondFactor, Webauthn,
+    ClusterAuthPreferenceStatus, DEFAULT_MAX_LOCK_STALENESS, DEFAULT_MFA_LOCKOUT,
+    DEFAULT_MFA_MAX_FAILED_ATTEMPTS, MfaLockout, SecondFactor, Webauthn,
 };
 pub use common::{LockingMode, RequireSessionMfa, condition_status};
 pub use lock::{Lock, LockSpec, LockStatus, LockTargetSpec};

@@ -63,6 +63,8 @@ OPERATOR_CLUSTER_RULES = [
      ["patch"], []),
     (["deadbolt.dev"], ["users"], ["list", "watch", "delete"], []),
     (["deadbolt.dev"], ["accessroles", "clusterauthpreferences"], ["list", "watch"], []),
+    (["deadbolt.dev"], ["mfadevices"], ["list", "create", "delete"], []),
+    (["deadbolt.dev"], ["mfadevices/status"], ["patch"], []),
     (["authentication.k8s.io"], ["tokenreviews"], ["create"], []),
 ]
 # Only when the operator patches caBundle itself (cert-manager off).
@@ -353,7 +355,7 @@ def check_operator(objects, e, chart_meta, c):
     c.eq(container.get("image"), "%s:%s" % (IMAGE, chart_meta["appVersion"]), "operator image")
     c.eq(container.get("imagePullPolicy"), "IfNotPresent", "operator imagePullPolicy")
     c.eq({p["name"]: p["containerPort"] for p in container.get("ports") or []},
-         {"lockview": 8443, "webhook": 9443, "metrics": 9090}, "operator ports")
+         {"lockview": 8443, "mfa": 8444, "webhook": 9443, "metrics": 9090}, "operator ports")
     check_probes(container, 9090, "operator", c)
     resources = container.get("resources") or {}
     c.ok(resources.get("requests") and resources.get("limits", {}).get("memory"), "operator resources")
@@ -397,7 +399,8 @@ def check_operator(objects, e, chart_meta, c):
     if c.ok(service is not None, "operator Service missing"):
         c.eq(service["spec"]["selector"], selector, "Service selector")
         c.eq({p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]},
-             {"lockview": (8443, "lockview"), "webhook": (443, "webhook"), "metrics": (9090, "metrics")},
+             {"lockview": (8443, "lockview"), "mfa": (8444, "mfa"), "webhook": (443, "webhook"),
+              "metrics": (9090, "metrics")},
              "Service ports")
 
 
@@ -562,7 +565,8 @@ def check_network_policy(objects, e, c):
         c.eq(len(rule["ports"]), 1, "one port per NetworkPolicy rule")
         c.ok(rule.get("from"), "a NetworkPolicy rule without from admits everyone")
         by_port[rule["ports"][0]["port"]] = rule["from"]
-    c.eq(sorted(by_port), ["lockview", "metrics", "webhook"], "NetworkPolicy ports")
+    c.eq(sorted(by_port), ["lockview", "metrics", "mfa", "webhook"], "NetworkPolicy ports")
+    c.eq(by_port.get("mfa"), [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "MFA service ingress")
     c.eq(by_port.get("webhook"), [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "webhook ingress")
     c.eq(by_port.get("lockview"), [{"namespaceSelector": {},
                                     "podSelector": {"matchLabels": {"deadbolt.dev/proxy": "true"}}}],

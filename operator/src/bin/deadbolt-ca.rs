@@ -7,8 +7,13 @@
 //! deadbolt-ca --ca-dir DIR proxy   --server-id ID       --out PREFIX
 //! deadbolt-ca --ca-dir DIR serving --name localhost ... --out PREFIX
 //! deadbolt-ca --ca-dir DIR user    --user alice [--group g] [--role r]
-//!             [--mfa-device UUID] [--device ID] [--access-request ID] --out PREFIX
+//!             [--mfa-device UUID] [--device ID] [--access-request ID]
+//!             (--manifests DIR | --no-lock-check) --out PREFIX
 //! ```
+//! `user` checks the lock view first, as the operator's MFA service does:
+//! a locked identity gets no certificate. The locks are read from the
+//! directory of manifests the standalone operator serves (`--manifests`);
+//! `--no-lock-check` says, explicitly, that there is none.
 //! `init` creates the CA, once; the others need it to exist (a mistyped
 //! `--ca-dir` fails instead of minting a CA nothing trusts). Each writes
 //! `PREFIX.crt` and `PREFIX.key`, the key with mode 0600, each to a temporary
@@ -16,11 +21,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use deadbolt_api::credential::CertIdentity;
+use deadbolt_operator::admin::{Metrics, Readiness};
+use deadbolt_operator::admission::FollowedView;
 use deadbolt_operator::ca::{self, DirCaStore, IssuedCert};
+use deadbolt_operator::source::{DirOptions, DirSource};
+use deadbolt_operator::view::ViewStore;
 
 /// Issues Deadbolt certificates from a CA directory.
 #[derive(Parser, Debug)]
@@ -75,6 +85,17 @@ enum Kind {
         /// Access requests.
         #[arg(long = "access-request")]
         access_requests: Vec<String>,
+        /// The directory of manifests the operator serves (`--source dir:DIR`):
+        /// a certificate is refused while a Lock there targets the identity.
+        #[arg(
+            long,
+            env = "DEADBOLT_MANIFESTS",
+            required_unless_present = "no_lock_check"
+        )]
+        manifests: Option<PathBuf>,
+        /// Issue without checking locks (there is no lock view to check).
+        #[arg(long, conflicts_with = "manifests")]
+        no_lock_check: bool,
     },
 }
 
@@ -121,6 +142,40 @@ fn write_atomically(path: &Path, contents: &str, mode: u32) -> std::io::Result<(
     written
 }
 
+/// Loads the manifests in `dir` as the standalone operator does and refuses
+/// an identity a lock in force targets.
+fn refuse_if_locked(dir: &Path, identity: &CertIdentity) -> Result<(), String> {
+    let store = ViewStore::default();
+    let mut source = DirSource::new(
+        dir,
+        store.clone(),
+        Readiness::new(),
+        Arc::new(Metrics::new()),
+        DirOptions::default(),
+    );
+    let report = source
+        .load()
+        .map_err(|error| format!("cannot read the manifests in {}: {error}", dir.display()))?;
+    if !report.failed.is_empty() {
+        return Err(format!(
+            "{} manifest file(s) in {} do not load, so the locks are not known: {:?}",
+            report.failed.len(),
+            dir.display(),
+            report.failed
+        ));
+    }
+    FollowedView::new(store).read(|replica| {
+        match replica.lock_against_credential(identity, jiff::Timestamp::now()) {
+            Some(lock) => Err(format!(
+                "{} (no certificate is issued while a lock is in force: Lock {:?})",
+                lock.message(),
+                lock.name
+            )),
+            None => Ok(()),
+        }
+    })
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -159,17 +214,26 @@ async fn main() -> ExitCode {
             mfa_device,
             device,
             access_requests,
-        } => authority.issue_user_cert(
-            &CertIdentity {
+            manifests,
+            no_lock_check: _,
+        } => {
+            let identity = CertIdentity {
                 user,
                 groups,
                 roles,
                 mfa_device,
                 device,
                 access_requests,
-            },
-            cli.valid_for,
-        ),
+                ..Default::default()
+            };
+            if let Some(dir) = manifests
+                && let Err(refusal) = refuse_if_locked(&dir, &identity)
+            {
+                eprintln!("deadbolt-ca: {refusal}");
+                return ExitCode::FAILURE;
+            }
+            authority.issue_user_cert(&identity, cli.valid_for)
+        }
     };
     match issued
         .map_err(|e| e.to_string())

@@ -130,7 +130,8 @@ impl DeadboltCa {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        (params.not_before, params.not_after) = validity(CA_VALIDITY)?;
+        (params.not_before, params.not_after) =
+            validity_at(OffsetDateTime::now_utc(), CA_VALIDITY)?;
         let cert = params.self_signed(&key)?;
         Self::from_pem(&cert.pem(), &key.serialize_pem())
     }
@@ -213,29 +214,36 @@ impl DeadboltCa {
         identity: &CertIdentity,
         valid_for: Duration,
     ) -> Result<IssuedCert, CaError> {
-        check_name(&identity.user)?;
-        if identity.is_proxy() {
-            return Err(CaError::BadName {
-                name: identity.user.clone(),
-                reason: "a user certificate cannot carry the proxies' group",
-            });
-        }
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, identity.user.as_str());
-        // Groups travel as URIs: a subject here holds one organization only.
-        for uri in identity.uris() {
-            let uri = uri.try_into().map_err(|_| CaError::BadName {
-                name: identity.user.clone(),
-                reason: "a group, role, device or request name is not a valid URI",
-            })?;
-            params.subject_alt_names.push(SanType::URI(uri));
-        }
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let params = user_params(identity)?;
         self.sign(params, valid_for)
+    }
+
+    /// A user certificate for a public key the client holds the private key
+    /// of (SubjectPublicKeyInfo, PEM), valid from `now` (less the clock-skew
+    /// allowance) for `valid_for`: the MFA service's session credentials.
+    /// Returns the certificate, PEM.
+    pub fn issue_user_cert_for_key(
+        &self,
+        identity: &CertIdentity,
+        public_key_pem: &str,
+        now: jiff::Timestamp,
+        valid_for: Duration,
+    ) -> Result<String, CaError> {
+        let key = rcgen::SubjectPublicKeyInfo::from_pem(public_key_pem).map_err(|_| {
+            CaError::BadName {
+                name: identity.user.clone(),
+                reason: "the public key is not a PEM SubjectPublicKeyInfo",
+            }
+        })?;
+        let mut params = user_params(identity)?;
+        let now =
+            OffsetDateTime::from_unix_timestamp(now.as_second()).map_err(|_| CaError::BadName {
+                name: identity.user.clone(),
+                reason: "the time is out of range",
+            })?;
+        (params.not_before, params.not_after) = validity_at(now, valid_for)?;
+        params.use_authority_key_identifier_extension = true;
+        Ok(params.signed_by(&key, &self.issuer)?.pem())
     }
 
     /// A serving certificate for these DNS names and IP addresses.
@@ -269,7 +277,7 @@ impl DeadboltCa {
         mut params: CertificateParams,
         valid_for: Duration,
     ) -> Result<IssuedCert, CaError> {
-        (params.not_before, params.not_after) = validity(valid_for)?;
+        (params.not_before, params.not_after) = validity_at(OffsetDateTime::now_utc(), valid_for)?;
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
@@ -278,6 +286,33 @@ impl DeadboltCa {
             key_pem: key.serialize_pem(),
         })
     }
+}
+
+/// A user certificate's subject and extensions: CN the user, the rest as URIs.
+fn user_params(identity: &CertIdentity) -> Result<CertificateParams, CaError> {
+    check_name(&identity.user)?;
+    if identity.is_proxy() {
+        return Err(CaError::BadName {
+            name: identity.user.clone(),
+            reason: "a user certificate cannot carry the proxies' group",
+        });
+    }
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, identity.user.as_str());
+    // Groups travel as URIs: a subject here holds one organization only.
+    for uri in identity.uris() {
+        let uri = uri.try_into().map_err(|_| CaError::BadName {
+            name: identity.user.clone(),
+            reason: "a group, role, device or request name is not a valid URI",
+        })?;
+        params.subject_alt_names.push(SanType::URI(uri));
+    }
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(params)
 }
 
 fn check_name(name: &str) -> Result<(), CaError> {
@@ -296,12 +331,14 @@ fn check_name(name: &str) -> Result<(), CaError> {
     })
 }
 
-fn validity(valid_for: Duration) -> Result<(OffsetDateTime, OffsetDateTime), CaError> {
+fn validity_at(
+    now: OffsetDateTime,
+    valid_for: Duration,
+) -> Result<(OffsetDateTime, OffsetDateTime), CaError> {
     let out_of_range = || CaError::BadName {
         name: format!("{valid_for:?}"),
         reason: "the validity period is out of range",
     };
-    let now = OffsetDateTime::now_utc();
     let skew = time::Duration::try_from(CLOCK_SKEW).map_err(|_| out_of_range())?;
     let valid_for = time::Duration::try_from(valid_for).map_err(|_| out_of_range())?;
     let not_before = now.checked_sub(skew).ok_or_else(out_of_range)?;

@@ -10,12 +10,12 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use super::audit::AuditSink;
-use super::clock::{Clock, SystemClock};
 use super::enforcement::Enforcement;
 use super::status::FIELD_MANAGER;
 use super::view_locks::ViewLocks;
 use crate::admin::Metrics;
 use crate::leader::Leadership;
+use deadbolt_runtime::clock::{Clock, SystemClock};
 
 /// Behaviour the flags choose.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

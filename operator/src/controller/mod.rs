@@ -16,7 +16,6 @@
 
 pub mod audit;
 pub mod cap;
-mod clock;
 mod context;
 pub mod enforcement;
 pub mod lock;
@@ -28,8 +27,8 @@ pub mod user;
 pub mod view_locks;
 
 pub use audit::{AuditBuffer, AuditSink};
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use context::{Context, Settings};
+pub use deadbolt_runtime::clock::{Clock, ManualClock, SystemClock};
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -42,6 +41,7 @@ use jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller, Error as ControllerError};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
+use tracing::Instrument;
 
 use self::trigger::Trigger;
 use crate::shutdown::Shutdown;
@@ -59,6 +59,43 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
+impl Error {
+    /// The `error` label of `deadbolt_reconcile_failures_total`: few values,
+    /// so the series stay few (`api_409`, `api_403`, …, or `transport`).
+    pub fn metric_label(&self) -> String {
+        match self {
+            Self::Kube(kube::Error::Api(status)) => format!("api_{}", status.code),
+            Self::Kube(_) => "transport".into(),
+        }
+    }
+}
+
+/// Runs `reconcile` for `object` in a span naming its kind, name and
+/// generation (every log line inside carries them), and records the run and
+/// its duration (`deadbolt_reconcile_*`).
+async fn instrumented<K, F, Fut>(
+    object: Arc<K>,
+    ctx: Arc<Context>,
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+    F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
+    Fut: Future<Output = Result<Action, Error>>,
+{
+    let kind = K::kind(&()).to_string();
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = %kind,
+        name = %object.name_any(),
+        generation = object.meta().generation,
+    );
+    let started = std::time::Instant::now();
+    let result = reconcile(object, ctx.clone()).instrument(span).await;
+    ctx.metrics.reconcile.observe(&kind, started.elapsed());
+    result
+}
+
 /// The time from `now` until `at`, zero when it has passed.
 pub fn duration_until(now: Timestamp, at: Timestamp) -> Duration {
     Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)
@@ -70,9 +107,10 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
+    let kind = K::kind(&());
     ctx.metrics.reconcile_errors.inc();
-    tracing::warn!(kind = %K::kind(&()), name = %object.name_any(), %error,
-        "reconcile failed; retrying");
+    ctx.metrics.reconcile.fail(&kind, &error.metric_label());
+    tracing::warn!(%kind, name = %object.name_any(), %error, "reconcile failed; retrying");
     Action::requeue(ERROR_REQUEUE)
 }
 
@@ -93,7 +131,11 @@ pub async fn run(
         .reconcile_all_on(ctx.leadership.gained())
         .reconcile_all_on(locks_changed.stream())
         .graceful_shutdown_on(stopped(&shutdown))
-        .run(lock::reconcile, error_policy, ctx.clone());
+        .run(
+            |object, ctx| instrumented(object, ctx, lock::reconcile),
+            error_policy,
+            ctx.clone(),
+        );
     let users = Controller::new(Api::<User>::all(client.clone()), watch_all())
         // An automatic lock that changes or disappears wakes its owner.
         .owns(
@@ -103,16 +145,28 @@ pub async fn run(
         .reconcile_all_on(ctx.leadership.gained())
         .reconcile_all_on(users_changed.stream())
         .graceful_shutdown_on(stopped(&shutdown))
-        .run(user::reconcile, error_policy, ctx.clone());
+        .run(
+            |object, ctx| instrumented(object, ctx, user::reconcile),
+            error_policy,
+            ctx.clone(),
+        );
     let roles = Controller::new(Api::<AccessRole>::all(client.clone()), watch_all())
         .reconcile_all_on(ctx.leadership.gained())
         .graceful_shutdown_on(stopped(&shutdown))
-        .run(role::reconcile, error_policy, ctx.clone());
+        .run(
+            |object, ctx| instrumented(object, ctx, role::reconcile),
+            error_policy,
+            ctx.clone(),
+        );
     let singleton = watch_all().fields(&format!("metadata.name={CLUSTER_AUTH_PREFERENCE_NAME}"));
     let caps = Controller::new(Api::<ClusterAuthPreference>::all(client), singleton)
         .reconcile_all_on(ctx.leadership.gained())
         .graceful_shutdown_on(stopped(&shutdown))
-        .run(cap::reconcile, error_policy, ctx.clone());
+        .run(
+            |object, ctx| instrumented(object, ctx, cap::reconcile),
+            error_policy,
+            ctx.clone(),
+        );
 
     let follow = view_locks::follow(ctx.clone(), store.clone(), users_changed, shutdown.clone());
     let track = enforcement::track(

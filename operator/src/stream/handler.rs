@@ -3,6 +3,7 @@
 
 use http::{HeaderMap, Method, Request, Response, header};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use super::session::Session;
 use super::{Connection, LOCKVIEW_PATH, NDJSON, SERVER_ID_HEADER, StreamContext};
@@ -89,6 +90,13 @@ async fn subscribe(
         %principal,
         "lock-view subscriber connected"
     );
+    // Every line the subscriber's session logs names the proxy and the peer.
+    let span = tracing::info_span!(
+        "lockview_subscriber",
+        server_id = subscriber.server_id(),
+        remote = %connection.remote,
+        %principal,
+    );
     let session = Session::new(
         context,
         subscriber,
@@ -97,7 +105,7 @@ async fn subscribe(
         shutdown.clone(),
         connection.remote,
     );
-    tokio::spawn(session.run());
+    tokio::spawn(session.run().instrument(span));
 
     let mut response = Response::new(body);
     response.headers_mut().insert(

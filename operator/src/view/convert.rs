@@ -1,6 +1,6 @@
 //! Turns `deadbolt.dev/v1` resources into the records the view carries.
 
-use deadbolt_api::protocol::{ClusterConfig, RoleRecord, UserRecord};
+use deadbolt_api::protocol::{ClusterConfig, MfaConfig, RoleRecord, UserRecord};
 use deadbolt_api::{AccessRole, ClusterAuthPreferenceSpec, User};
 
 /// Why a resource could not become a view record.
@@ -34,6 +34,12 @@ pub fn cluster_config(spec: &ClusterAuthPreferenceSpec) -> ClusterConfig {
         require_session_mfa: spec.effective_require_session_mfa(),
         max_lock_staleness_ms: u64::try_from(spec.effective_max_lock_staleness().as_millis())
             .unwrap_or(u64::MAX),
+        mfa: MfaConfig {
+            second_factor: spec.second_factor.unwrap_or_default(),
+            webauthn: spec.webauthn.clone(),
+            max_failed_attempts: spec.effective_mfa_max_failed_attempts(),
+            lockout_ms: u64::try_from(spec.effective_mfa_lockout().as_millis()).unwrap_or(u64::MAX),
+        },
     }
 }
 

@@ -13,6 +13,7 @@ use http::{Request, Response, StatusCode, Version, header};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper_util::rt::TokioIo;
 use tower::Service;
+use tracing::Instrument;
 
 use super::body::{BoxError, ProxyBody, boxed, empty};
 use super::classify::{RequestKind, Upgrade, UpgradeProtocol};
@@ -112,7 +113,7 @@ impl KubeProxy {
     ) -> Response<ProxyBody> {
         let identity = match self.gate.check(&mut facts, &principal, Reach::Kubernetes) {
             Ok(identity) => identity,
-            Err(refusal) => return status::response(StatusCode::FORBIDDEN, refusal.message()),
+            Err(refusal) => return status::response(StatusCode::FORBIDDEN, &refusal.message()),
         };
         let acting = Acting {
             principal: &principal,
@@ -150,7 +151,7 @@ impl KubeProxy {
     ) -> Response<ProxyBody> {
         let session = match self.gate.admit(&mut facts, &principal, Reach::Kubernetes) {
             Ok(session) => session,
-            Err(refusal) => return status::response(StatusCode::FORBIDDEN, refusal.message()),
+            Err(refusal) => return status::response(StatusCode::FORBIDDEN, &refusal.message()),
         };
         let roles = session.admission.identity.roles.clone();
         let acting = Acting {
@@ -198,7 +199,7 @@ impl KubeProxy {
         }
         let mut session = match self.gate.admit(&mut facts, &principal, Reach::Kubernetes) {
             Ok(session) => session,
-            Err(refusal) => return status::response(StatusCode::FORBIDDEN, refusal.message()),
+            Err(refusal) => return status::response(StatusCode::FORBIDDEN, &refusal.message()),
         };
         let client_upgrade = hyper::upgrade::on(&mut request);
         let roles = session.admission.identity.roles.clone();
@@ -245,7 +246,8 @@ impl KubeProxy {
                 upgrade.subresource,
             )),
         };
-        tokio::spawn(async move {
+        let span = session.span().clone();
+        let relay = async move {
             let ending = match (client_upgrade.await, upstream_upgrade.await) {
                 (Ok(client), Ok(upstream)) => {
                     tunnel::relay(
@@ -261,7 +263,8 @@ impl KubeProxy {
                 }
             };
             session.finish(ending);
-        });
+        };
+        tokio::spawn(relay.instrument(span));
         let mut switching = Response::new(empty());
         *switching.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         *switching.headers_mut() = headers;
@@ -277,8 +280,15 @@ impl KubeProxy {
         body: UpstreamBody,
         acting: &Acting<'_>,
     ) -> Result<Request<UpstreamBody>, String> {
+        let labels = self.gate.view.labels();
         let impersonation = self.gate.view.with_replica(|replica| {
-            Impersonation::new(acting.principal, replica, acting.roles, acting.session_id)
+            Impersonation::new(
+                acting.principal,
+                replica,
+                acting.roles,
+                labels,
+                acting.session_id,
+            )
         });
         let mut request = Request::from_parts(parts, body);
         impersonation.apply(request.headers_mut())?;

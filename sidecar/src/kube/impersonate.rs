@@ -8,6 +8,7 @@
 //! `Impersonate-Extra-*` for the Deadbolt attributes the API server's audit
 //! log should carry.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
@@ -62,14 +63,16 @@ pub struct Impersonation {
 
 impl Impersonation {
     /// The impersonation of `principal`, whose AccessRoles are `roles`, for
-    /// session `session_id`, with the groups the access rules give it.
+    /// session `session_id`, with the groups the access rules give it at a
+    /// proxy with `labels`.
     pub fn new(
         principal: &CertIdentity,
         replica: &ViewReplica,
         roles: &[String],
+        labels: &BTreeMap<String, String>,
         session_id: &str,
     ) -> Self {
-        let groups = replica.kubernetes_groups(&principal.user, &principal.groups, roles);
+        let groups = replica.kubernetes_groups(&principal.user, &principal.groups, roles, labels);
 
         let mut extra = vec![(EXTRA_SESSION_ID, session_id.to_string())];
         extra.extend(
@@ -251,7 +254,7 @@ mod tests {
     #[test]
     fn groups_are_authenticated_plus_allowed_minus_denied() {
         let replica = replica();
-        let dev = Impersonation::new(&alice(), &replica, &["dev".into()], "sid");
+        let dev = Impersonation::new(&alice(), &replica, &["dev".into()], &BTreeMap::new(), "sid");
         assert_eq!(
             dev.groups,
             ["cluster-admins", "developers", "sre", "viewers"]
@@ -260,6 +263,7 @@ mod tests {
             &alice(),
             &replica,
             &["dev".into(), "no-admin".into(), "unknown".into()],
+            &BTreeMap::new(),
             "sid",
         );
         assert_eq!(denied.groups, ["developers", "sre", "viewers"]);
@@ -267,6 +271,7 @@ mod tests {
             &alice(),
             &replica,
             &["dev".into(), "lockdown".into()],
+            &BTreeMap::new(),
             "sid",
         );
         assert!(none.groups.is_empty());
@@ -275,7 +280,13 @@ mod tests {
     #[test]
     fn headers_carry_user_groups_and_encoded_extras() {
         let replica = replica();
-        let impersonation = Impersonation::new(&alice(), &replica, &["dev".into()], "sid-1");
+        let impersonation = Impersonation::new(
+            &alice(),
+            &replica,
+            &["dev".into()],
+            &BTreeMap::new(),
+            "sid-1",
+        );
         let mut headers = HeaderMap::new();
         impersonation.apply(&mut headers).unwrap();
         assert_eq!(headers["impersonate-user"], "alice");

@@ -12,6 +12,7 @@ use deadbolt_runtime::body::{BodyAborted, BodyChunk, ChannelBody};
 use http::{Response, header};
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::body::{ProxyBody, boxed};
 use super::status;
@@ -87,7 +88,8 @@ pub fn relay(
         .unwrap_or_default();
     let (framing, notice) = framing_for(kind, content_type);
     let (sender, client_body) = ChannelBody::channel(CHUNKS_IN_FLIGHT);
-    tokio::spawn(pump(body, sender, framing, notice, session));
+    let span = session.span().clone();
+    tokio::spawn(pump(body, sender, framing, notice, session).instrument(span));
     let mut response = Response::new(boxed(client_body));
     *response.status_mut() = parts.status;
     *response.headers_mut() = returned_headers(&parts.headers, false);

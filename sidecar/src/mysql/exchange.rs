@@ -592,7 +592,7 @@ mod tests {
     }
 
     #[test]
-    fn garbage_from_either_side_never_panics() {
+    fn garbage_from_either_side_keeps_the_sequence_and_refuses_only_change_user() {
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut exchange = Exchange::new(CapabilityFlags::empty());
         for round in 0..5000u32 {
@@ -607,11 +607,23 @@ mod tests {
                 .collect();
             let seq = (state >> 8) as u8 % 3;
             if round % 3 == 0 {
-                exchange.client_packet(payload.len(), seq, &payload);
+                let answer = exchange.client_packet(payload.len(), seq, &payload);
+                // Only a COM_CHANGE_USER command is ever refused.
+                if answer != ClientPacket::Forward {
+                    assert_eq!(answer, ClientPacket::Refuse(COM_CHANGE_USER));
+                    assert_eq!((seq, payload.first()), (0, Some(&COM_CHANGE_USER)));
+                }
             } else {
                 exchange.server_packet(payload.len(), seq, &payload);
             }
-            let _ = exchange.next_server_seq();
+            // A packet the proxy adds follows the last one seen, or opens the
+            // answer to the next command.
+            let expected = if exchange.is_idle() {
+                1
+            } else {
+                seq.wrapping_add(1)
+            };
+            assert_eq!(exchange.next_server_seq(), expected);
         }
     }
 }

@@ -321,7 +321,7 @@ impl DatabaseProtocol for MysqlProxy {
                     .capabilities
                     .intersection(greeting.capabilities)
                     .intersection(SESSION_CAPABILITIES);
-                Login::Session(LoggedIn {
+                Login::Session(Box::new(LoggedIn {
                     client: Client {
                         opened,
                         capabilities,
@@ -329,7 +329,7 @@ impl DatabaseProtocol for MysqlProxy {
                     principal,
                     login,
                     db_name,
-                })
+                }))
             }
             Err(error) => {
                 self.refuse_login(&mut opened, facts, wire::ACCESS_DENIED, error.to_string())
@@ -344,7 +344,7 @@ impl DatabaseProtocol for MysqlProxy {
             &mut opened.stream,
             opened.next_seq,
             wire::ACCESS_DENIED,
-            refusal.message(),
+            &refusal.message(),
         )
         .await;
     }

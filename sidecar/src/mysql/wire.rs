@@ -523,9 +523,18 @@ mod tests {
             attributes: &[("k".into(), "v".into())],
         };
         let payload = request.encode();
+        let whole: HandshakeResponse<'_> = decode(&payload, ()).unwrap();
         for end in 0..payload.len() {
-            let _ = decode::<HandshakeResponse<'_>>(&payload[..end], ());
+            // A truncation is refused, or (where the tail is optional) read
+            // as a shorter message: never as the whole one.
+            if let Ok(short) = decode::<HandshakeResponse<'_>>(&payload[..end], ()) {
+                assert_ne!(
+                    short, whole,
+                    "a truncation at {end} read as the whole message"
+                );
+            }
         }
+        assert!(decode::<HandshakeResponse<'_>>(&payload[..3], ()).is_err());
         // Pseudo-random garbage, deterministically.
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         for _ in 0..2000 {
@@ -538,9 +547,18 @@ mod tests {
                     state as u8
                 })
                 .collect();
-            let _ = decode::<HandshakeResponse<'_>>(&garbage, ());
+            // A response needs its four capability bytes at least.
+            let response = decode::<HandshakeResponse<'_>>(&garbage, ());
+            assert!(garbage.len() >= 4 || response.is_err());
             let _ = decode::<mysql_common::packets::HandshakePacket<'_>>(&garbage, ());
-            let _ = parse_error(&garbage);
+            // An error packet starts with 0xff and a two-byte code.
+            let error = parse_error(&garbage);
+            if garbage.first() != Some(&0xff) || garbage.len() < 3 {
+                assert!(error.is_err(), "{garbage:?} read as an error packet");
+            } else {
+                let (code, _) = error.unwrap();
+                assert_eq!(code.code, u16::from_le_bytes([garbage[1], garbage[2]]));
+            }
         }
     }
 

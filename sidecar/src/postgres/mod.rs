@@ -165,12 +165,12 @@ impl DatabaseProtocol for PostgresProxy {
             },
         };
         match identity {
-            Ok(principal) => Login::Session(LoggedIn {
+            Ok(principal) => Login::Session(Box::new(LoggedIn {
                 client: Client { stream, startup },
                 principal,
                 login,
                 db_name: Some(db_name),
-            }),
+            })),
             Err(error) => {
                 self.refuse_login(
                     &mut stream,
@@ -184,7 +184,12 @@ impl DatabaseProtocol for PostgresProxy {
     }
 
     async fn refuse(&self, client: &mut Client, refusal: &Refusal) {
-        wire::send_fatal(&mut client.stream, wire::SQLSTATE_LOCKED, refusal.message()).await;
+        wire::send_fatal(
+            &mut client.stream,
+            wire::SQLSTATE_LOCKED,
+            &refusal.message(),
+        )
+        .await;
     }
 
     async fn open_upstream(

@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use deadbolt_api::access::{DatabaseRequest, Refusal};
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_api::engine::{Identity, evaluate};
+use deadbolt_api::mfa;
 use deadbolt_api::protocol::{Revision, ViewEvent};
 use deadbolt_api::replica::{Applied, ReplicaError, ViewReplica};
 use deadbolt_api::resources::LockingMode;
+use deadbolt_runtime::clock::{Clock, SystemClock};
 use jiff::Timestamp;
 
 use crate::session::{Reassessed, SessionHandle, SessionRegistry, Subject};
@@ -62,6 +64,8 @@ pub struct ViewState {
     /// Whether that skew exceeds `maxLockStaleness`, which makes the view unreliable.
     skewed: AtomicBool,
     registry: SessionRegistry,
+    /// Wall-clock time, for lock expiry and MFA credential age.
+    clock: Arc<dyn Clock>,
 }
 
 impl ViewState {
@@ -75,10 +79,22 @@ impl ViewState {
             skew_ms: AtomicI64::new(0),
             skewed: AtomicBool::new(false),
             registry,
+            clock: Arc::new(SystemClock),
         }
     }
 
-    /// The proxy's labels (`--label`), which roles' `dbLabels` match.
+    /// Reads wall-clock time from `clock` instead of the system's (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The proxy's labels, which roles' label rules select.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+
+    /// The proxy's labels (`--label`), which roles' `dbLabels` and `kubernetesLabels` match.
     pub fn with_labels(mut self, labels: impl IntoIterator<Item = (String, String)>) -> Self {
         self.labels = labels.into_iter().collect();
         self
@@ -103,7 +119,7 @@ impl ViewState {
     /// (roles, users, settings) recomputes every live session's targets and
     /// mode, and cuts those a lock now matches. Returns the revision now applied.
     pub fn apply(&self, event: ViewEvent) -> Result<Revision, ReplicaError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         if let ViewEvent::Heartbeat { sent_at, .. } = &event {
             self.observe_clock(*sent_at, now);
         }
@@ -112,7 +128,7 @@ impl ViewState {
             let applied = replica.apply(event)?;
             (replica.revision().unwrap_or_default(), applied)
         };
-        *self.last_heard.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        *self.last_heard.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.clock.instant());
         // Sessions admitted before the write above are in the registry; sessions
         // admitted after it were checked against the new replica.
         match applied {
@@ -194,7 +210,7 @@ impl ViewState {
     pub fn is_reliable(&self) -> bool {
         let max = self.max_staleness();
         let heard = *self.last_heard.lock().unwrap_or_else(|p| p.into_inner());
-        heard.is_some_and(|at| at.elapsed() <= max)
+        heard.is_some_and(|at| self.clock.instant().saturating_duration_since(at) <= max)
             && !self.clock_skewed()
             && self.read().has_snapshot()
     }
@@ -262,7 +278,9 @@ impl ViewState {
     }
 
     /// The lock check first (a locked caller hears about its lock), then what
-    /// the caller's roles allow.
+    /// the caller's roles allow, then per-session MFA. MFA comes after access,
+    /// so a caller learns that MFA is required only for what it may reach:
+    /// asking reveals nothing about resources it cannot use.
     fn decide(
         &self,
         replica: &ViewReplica,
@@ -270,16 +288,28 @@ impl ViewState {
         reach: Reach<'_>,
         reliable: bool,
     ) -> Result<(Identity, LockingMode), Refusal> {
+        let now = self.clock.now();
         let (identity, mode) = identify(replica, principal, reach.login());
-        replica.check(&identity, &self.server_id, mode, reliable, Timestamp::now())?;
-        if let Reach::Database { login, db_name } = reach {
-            let request = DatabaseRequest {
-                db_user: login,
-                db_name,
-                labels: &self.labels,
-            };
-            replica.authorize_database(&identity.user, &identity.roles, &request)?;
-        }
+        replica.check(&identity, &self.server_id, mode, reliable, now)?;
+        let required = match reach {
+            Reach::Database { login, db_name } => {
+                let request = DatabaseRequest {
+                    db_user: login,
+                    db_name,
+                    labels: &self.labels,
+                };
+                replica.authorize_database(&identity.user, &identity.roles, &request)?;
+                let resource = mfa::Resource::Database(&request);
+                replica.mfa_required(&identity.user, &identity.roles, resource)
+            }
+            Reach::Kubernetes => {
+                let resource = mfa::Resource::Kubernetes {
+                    labels: &self.labels,
+                };
+                replica.mfa_required(&identity.user, &identity.roles, resource)
+            }
+        };
+        mfa::check_credential(principal, &self.server_id, required, now)?;
         Ok((identity, mode))
     }
 }
@@ -305,6 +335,7 @@ mod tests {
     use deadbolt_api::resources::{
         AccessRoleSpec, LockTargetSpec, RoleConditions, RoleOptions, UserSpec,
     };
+    use deadbolt_runtime::clock::ManualClock;
 
     /// A role for everyone in `staff`: any database user, database and proxy.
     fn any_database() -> RoleRecord {
@@ -508,7 +539,9 @@ mod tests {
 
     #[tokio::test]
     async fn switching_to_strict_makes_live_sessions_strict() {
-        let state = ViewState::new("proxy-1", SessionRegistry::default());
+        let clock = ManualClock::new(Timestamp::now());
+        let state = ViewState::new("proxy-1", SessionRegistry::default())
+            .with_clock(Arc::new(clock.clone()));
         state
             .apply(snapshot(60_000, LockingMode::BestEffort))
             .unwrap();
@@ -529,18 +562,20 @@ mod tests {
                 object: ViewObject::Role(strict_role),
             })
             .unwrap();
-        *state.last_heard.lock().unwrap() = Instant::now().checked_sub(Duration::from_secs(61));
+        clock.advance(jiff::SignedDuration::from_secs(61));
         assert_eq!(state.enforce_staleness(), 1);
         assert_eq!(admission.handle.cut().await, Denial::StaleView);
     }
 
     #[tokio::test]
     async fn silence_makes_the_view_unreliable() {
-        let state = ViewState::new("proxy-1", SessionRegistry::default());
+        let clock = ManualClock::new(Timestamp::now());
+        let state = ViewState::new("proxy-1", SessionRegistry::default())
+            .with_clock(Arc::new(clock.clone()));
         state.apply(snapshot(30_000, LockingMode::Strict)).unwrap();
         let mut admission = state.admit(&alice(), Reach::Kubernetes).unwrap();
         assert_eq!(state.enforce_staleness(), 0);
-        *state.last_heard.lock().unwrap() = Instant::now().checked_sub(Duration::from_secs(31));
+        clock.advance(jiff::SignedDuration::from_secs(31));
         assert!(!state.is_reliable());
         assert_eq!(state.enforce_staleness(), 1);
         assert_eq!(admission.handle.cut().await, Denial::StaleView);

@@ -88,7 +88,18 @@ impl KubeProxyHarness {
         server_id: &str,
         tokens: &FakeTokens,
     ) -> Self {
-        let view = operator.subscribed_view(server_id);
+        Self::start_labelled(operator, upstream, server_id, tokens, &[]).await
+    }
+
+    /// The same, for a proxy with these labels (`--label`).
+    pub async fn start_labelled(
+        operator: &Operator,
+        upstream: &FakeApiServer,
+        server_id: &str,
+        tokens: &FakeTokens,
+        labels: &[(&str, &str)],
+    ) -> Self {
+        let view = operator.subscribed_view_labelled(server_id, labels);
 
         let files = tempfile::tempdir().unwrap();
         std::fs::write(files.path().join("ca.crt"), operator.ca_pem()).unwrap();
@@ -153,7 +164,8 @@ impl KubeProxyHarness {
         (cert, key)
     }
 
-    fn kubeconfig(&self, name: &str, user: &str) -> PathBuf {
+    /// A kubeconfig for this proxy whose user is `user` (kubeconfig YAML, indented four spaces).
+    pub fn kubeconfig(&self, name: &str, user: &str) -> PathBuf {
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: deadbolt\n  cluster:\n    server: https://127.0.0.1:{}\n    certificate-authority: {}\nusers:\n- name: {name}\n  user:\n{user}contexts:\n- name: deadbolt\n  context:\n    cluster: deadbolt\n    user: {name}\n    namespace: {NAMESPACE}\ncurrent-context: deadbolt\n",
             self.addr.port(),

@@ -10,6 +10,7 @@ pub mod kube_proxy;
 pub mod kube_spdy;
 pub mod kube_upstream;
 pub mod mariadb;
+pub mod mfa;
 pub mod mysql_proxy;
 pub mod operator;
 pub mod pg_session;

@@ -15,6 +15,7 @@ use deadbolt_operator::shutdown::{Shutdown, ShutdownTrigger};
 use deadbolt_operator::stream::{self, StreamContext};
 use deadbolt_operator::subscribers::Subscribers;
 use deadbolt_operator::view::ViewStore;
+use deadbolt_runtime::clock::{Clock, SystemClock};
 use deadbolt_runtime::tls::{self, ClientAuth, ClientTls};
 use deadbolt_sidecar::session::SessionRegistry;
 use deadbolt_sidecar::view::{
@@ -55,6 +56,8 @@ pub struct Operator {
     /// Whether the operator's own view is complete and its watches healthy;
     /// heartbeats stop while it is not, as when its API server is unreachable.
     pub readiness: Readiness,
+    /// The wall clock of the proxies' views subscribed from now on.
+    pub view_clock: Arc<dyn Clock>,
     trigger: Option<ShutdownTrigger>,
     task: Option<JoinHandle<()>>,
 }
@@ -71,6 +74,7 @@ impl Operator {
             ca,
             store,
             readiness: Readiness::new(),
+            view_clock: Arc::new(SystemClock),
             trigger: None,
             task: None,
         };
@@ -207,11 +211,13 @@ impl Operator {
         labels: &[(&str, &str)],
     ) -> Arc<ViewState> {
         let view = Arc::new(
-            ViewState::new(server_id, SessionRegistry::default()).with_labels(
-                labels
-                    .iter()
-                    .map(|(key, value)| (key.to_string(), value.to_string())),
-            ),
+            ViewState::new(server_id, SessionRegistry::default())
+                .with_labels(
+                    labels
+                        .iter()
+                        .map(|(key, value)| (key.to_string(), value.to_string())),
+                )
+                .with_clock(self.view_clock.clone()),
         );
         let client = ViewClient::new(
             ViewClientConfig {

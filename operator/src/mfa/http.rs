@@ -1,0 +1,274 @@
+//! The MFA service's HTTPS listener: TLS (a Deadbolt client certificate is
+//! optional), HTTP/2 only (a ceremony's two calls share one connection), who
+//! the caller is (its certificate, else its bearer token by TokenReview), and
+//! routing to [`MfaService`]. Refusals are Kubernetes `Status` bodies.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadbolt_api::credential::CertIdentity;
+use deadbolt_api::mfa::service::{
+    AUTHENTICATE_BEGIN_PATH, AUTHENTICATE_FINISH_PATH, DEVICES_PATH, REGISTER_BEGIN_PATH,
+    REGISTER_FINISH_PATH, WHOAMI_PATH,
+};
+use deadbolt_runtime::certificate;
+use deadbolt_runtime::connection::{Activity, ConnectionLimits, close_when_idle};
+use deadbolt_runtime::listener::{MAX_CONNECTIONS, accept_until, tls_handshake};
+use deadbolt_runtime::token::{TokenChecker, TokenError};
+use http::{HeaderValue, Method, Request, Response, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http2;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::ServerConfig;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use super::service::{Caller, MfaService};
+use crate::body::ChannelBody;
+use crate::shutdown::Shutdown;
+use crate::status::Failure;
+
+/// The ALPN protocol: HTTP/2 only, so a ceremony's calls share a connection.
+pub const ALPN: &[&[u8]] = &[b"h2"];
+
+/// The largest request body: a WebAuthn credential or assertion is a few KiB.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A caller's connection: a request within 10s, closed after 90s idle.
+const LIMITS: ConnectionLimits = ConnectionLimits {
+    max_concurrent_streams: 8,
+    ..ConnectionLimits::API
+};
+
+/// How long shutdown waits for calls in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Who may call: the service, and the token checker (none in standalone mode).
+pub struct Endpoint {
+    /// The service.
+    pub service: MfaService,
+    /// Checks bearer tokens; `None` accepts certificates only.
+    pub tokens: Option<Arc<dyn TokenChecker>>,
+}
+
+struct Connection {
+    remote: SocketAddr,
+    /// The verified client certificate's identity, or why it cannot be read.
+    certificate: Option<Result<CertIdentity, String>>,
+}
+
+/// Serves the MFA service on `listener` with `tls` (built with [`ALPN`]) until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    endpoint: Endpoint,
+    shutdown: Shutdown,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let endpoint = Arc::new(endpoint);
+    let graceful = GracefulShutdown::new();
+    accept_until(&listener, &shutdown, "mfa", MAX_CONNECTIONS, |tcp, remote| {
+        let acceptor = acceptor.clone();
+        let endpoint = endpoint.clone();
+        let watcher = graceful.watcher();
+        async move {
+            let Some(tls) = tls_handshake(&acceptor, tcp, remote, "mfa").await else {
+                return;
+            };
+            let certificate = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(certificate::identity);
+            let connection = Arc::new(Connection {
+                remote,
+                certificate,
+            });
+            let service = service_fn(move |request| {
+                let endpoint = endpoint.clone();
+                let connection = connection.clone();
+                async move { Ok::<_, Infallible>(handle(&endpoint, &connection, request).await) }
+            });
+            let activity = Activity::new();
+            let connection = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(LIMITS.max_concurrent_streams)
+                .serve_connection(TokioIo::new(tls), activity.track(service));
+            if let Err(error) = close_when_idle(watcher.watch(connection), activity, LIMITS).await {
+                tracing::debug!(%remote, %error, "MFA connection ended with an error");
+            }
+        }
+    })
+    .await;
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("MFA connections did not drain in time; dropping them");
+    }
+}
+
+async fn handle(
+    endpoint: &Endpoint,
+    connection: &Connection,
+    request: Request<Incoming>,
+) -> Response<ChannelBody> {
+    match route(endpoint, connection, request).await {
+        Ok(body) => {
+            let mut response = Response::new(ChannelBody::full(body));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(failure) => {
+            tracing::info!(remote = %connection.remote, code = failure.code.as_u16(),
+                error = %failure.message, "MFA request refused");
+            failure.into_response()
+        }
+    }
+}
+
+async fn route(
+    endpoint: &Endpoint,
+    connection: &Connection,
+    request: Request<Incoming>,
+) -> Result<Vec<u8>, Failure> {
+    let path = request.uri().path().to_string();
+    let method = request.method().clone();
+    let caller = authenticate(endpoint, connection, &request).await?;
+    let service = &endpoint.service;
+    match (method, path.as_str()) {
+        (Method::POST, REGISTER_BEGIN_PATH) => {
+            let body = read_json(request).await?;
+            reply(service.register_begin(&caller, body).await?)
+        }
+        (Method::POST, REGISTER_FINISH_PATH) => {
+            let body = read_json(request).await?;
+            reply(service.register_finish(&caller, body).await?)
+        }
+        (Method::POST, AUTHENTICATE_BEGIN_PATH) => {
+            reply(service.authenticate_begin(&caller).await?)
+        }
+        (Method::POST, AUTHENTICATE_FINISH_PATH) => {
+            let body = read_json(request).await?;
+            reply(service.authenticate_finish(&caller, body).await?)
+        }
+        (Method::GET, DEVICES_PATH) => reply(service.devices(&caller).await?),
+        (Method::DELETE, path) if path.starts_with(DEVICES_PATH) => {
+            let uuid = path[DEVICES_PATH.len()..].trim_start_matches('/');
+            if uuid.is_empty() || uuid.contains('/') {
+                return Err(Failure::not_found(format!(
+                    "DELETE {DEVICES_PATH}/UUID removes one device"
+                )));
+            }
+            service.remove_device(&caller, uuid).await?;
+            Ok(b"{}".to_vec())
+        }
+        (Method::GET, WHOAMI_PATH) => reply(service.whoami(&caller).await?),
+        (method, path) => Err(Failure::not_found(format!(
+            "no MFA endpoint {method} {path:?}; see the MFA service's paths in docs/mfa.md"
+        ))),
+    }
+}
+
+/// The caller: a verified Deadbolt user certificate wins; else a bearer token.
+async fn authenticate(
+    endpoint: &Endpoint,
+    connection: &Connection,
+    request: &Request<Incoming>,
+) -> Result<Caller, Failure> {
+    let remote = Some(connection.remote);
+    match &connection.certificate {
+        Some(Ok(identity)) if identity.is_proxy() => {
+            return Err(Failure::forbidden(
+                "a proxy certificate cannot call the MFA service",
+            ));
+        }
+        Some(Ok(identity)) => {
+            return Ok(Caller {
+                identity: identity.clone(),
+                remote,
+            });
+        }
+        Some(Err(error)) => {
+            return Err(Failure::unauthorized(format!(
+                "invalid client certificate: {error}"
+            )));
+        }
+        None => {}
+    }
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| {
+            Failure::unauthorized(
+                "no credentials: present a Deadbolt client certificate, or an \
+                 `Authorization: Bearer <token>` header with a Kubernetes token",
+            )
+        })?;
+    let checker = endpoint.tokens.as_ref().ok_or_else(|| {
+        Failure::unauthorized(
+            "bearer tokens are not accepted here (no Kubernetes to review them): \
+             present a Deadbolt client certificate",
+        )
+    })?;
+    match checker.check(token, remote.map(|addr| addr.ip())).await {
+        Ok(user) => Ok(Caller {
+            identity: CertIdentity {
+                user: user.username,
+                groups: user.groups,
+                ..Default::default()
+            },
+            remote,
+        }),
+        Err(TokenError::Rejected(reason)) => Err(Failure::unauthorized(format!(
+            "the bearer token was rejected: {reason}"
+        ))),
+        Err(TokenError::Unavailable(reason) | TokenError::Throttled(reason)) => {
+            Err(Failure::unavailable(format!(
+                "the bearer token cannot be checked right now: {reason}"
+            )))
+        }
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(request: Request<Incoming>) -> Result<T, Failure> {
+    let bytes: Bytes = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            return Err(Failure::bad_request(format!(
+                "the request body is larger than {MAX_BODY_BYTES} bytes"
+            )));
+        }
+        Err(error) => {
+            return Err(Failure::bad_request(format!(
+                "cannot read the request body: {error}"
+            )));
+        }
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|error| Failure::bad_request(format!("the request body does not parse: {error}")))
+}
+
+fn reply(value: impl Serialize) -> Result<Vec<u8>, Failure> {
+    serde_json::to_vec(&value)
+        .map_err(|error| Failure::unavailable(format!("cannot encode the reply: {error}")))
+}

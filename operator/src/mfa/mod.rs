@@ -1,0 +1,15 @@
+//! The MFA service: WebAuthn security-key registration and per-session MFA
+//! checks that end in short-lived session credentials (client certificates
+//! from the Deadbolt CA carrying the user, roles, the MFA device and when it
+//! was verified), which the proxies require where per-session MFA applies
+//! (`deadbolt_api::mfa`). Served on its own HTTPS port (`--mfa-listen`).
+
+mod ceremony;
+mod devices;
+mod http;
+mod lockout;
+mod service;
+
+pub use devices::{DeviceStore, KubeDevices, MemoryDevices, StoreError, StoredDevice};
+pub use http::{ALPN, Endpoint, serve};
+pub use service::{Caller, MfaService};

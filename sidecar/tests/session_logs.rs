@@ -1,0 +1,103 @@
+//! The proxy's own log, as an on-call engineer reads it: the line that says a
+//! session was cut names the session, its user and the lock, because it is
+//! written inside the session's span; the call site names none of them.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use deadbolt_api::TargetKind;
+use deadbolt_runtime::logging::{self, LogFormat};
+use support::operator::{Operator, target};
+use support::postgres::Postgres;
+use support::proxy::{Proxy, user};
+use support::{PATIENCE, eventually};
+
+/// Log lines written so far, shared with the logger.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn json(&self) -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_sessions_log_line_names_its_session_user_and_lock() {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    logging::init_with_writer(LogFormat::Json, "info", move || writer.clone()).unwrap();
+    let postgres = Postgres::start();
+    let operator = Operator::start().await;
+    let proxy = Proxy::start(&operator, &postgres, "proxy-logs").await;
+
+    let mut session = std::process::Command::new("psql")
+        .arg(proxy.conninfo(&user("alice"), "app"))
+        .args(["-XAtc", "select pg_sleep(60)"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the session to start", || {
+        proxy
+            .audit
+            .json()
+            .iter()
+            .any(|e| e["event"] == "session.start" && e["user"] == "alice")
+    })
+    .await;
+    operator.lock(
+        "incident-7",
+        target(TargetKind::User, "alice"),
+        "Suspicious activity.",
+    );
+
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let cut = loop {
+        let found = lines
+            .json()
+            .into_iter()
+            .find(|line| line["message"] == "session cut");
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no \"session cut\" line"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let span = &cut["span"];
+    assert_eq!(span["name"], "session", "{cut}");
+    assert_eq!(span["user"], "alice", "{cut}");
+    assert_eq!(span["login"], "app", "{cut}");
+    assert_eq!(span["server_id"], "proxy-logs", "{cut}");
+    assert_eq!(span["lock"], "incident-7", "{cut}");
+    let sid = span["sid"].as_str().unwrap();
+    assert!(
+        proxy
+            .audit
+            .json()
+            .iter()
+            .any(|e| e["event"] == "session.terminated" && e["sid"] == sid),
+        "the log's sid is the audit's"
+    );
+    let _ = session.kill();
+    let _ = session.wait();
+}
