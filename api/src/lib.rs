@@ -15,6 +15,7 @@ pub mod mfa;
 pub mod protocol;
 pub mod replica;
 pub mod resources;
+pub mod users;
 
 pub use engine::{
     Decision, Denial, Identity, LockEntry, LockView, Target, TargetKind, evaluate, locking_mode,

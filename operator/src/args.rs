@@ -10,6 +10,7 @@ use clap::Parser;
 use crate::source::SourceSpec;
 
 pub use deadbolt_runtime::logging::LogFormat;
+pub use deadbolt_runtime::output::OutputArgs;
 
 /// The operator's flags.
 #[derive(Parser, Debug, Clone)]
@@ -87,25 +88,16 @@ pub struct Args {
     #[arg(long, env = "DEADBOLT_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     pub metrics_listen: SocketAddr,
 
-    /// Log format.
-    #[arg(long, env = "DEADBOLT_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-
-    /// Log filter, e.g. `info` or `deadbolt_operator=debug,info`.
-    #[arg(long, env = "DEADBOLT_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    /// Logs and the audit log (lock.created, lock.expired, lock.deleted,
+    /// mfa.device.add, mfa.device.delete, mfa.auth).
+    #[command(flatten)]
+    pub output: OutputArgs,
 
     /// Heartbeat interval of the lock-view stream (Go duration). Proxies expect 1s;
     /// keep it well under the cluster's maxLockStaleness.
     #[arg(long, env = "DEADBOLT_HEARTBEAT_INTERVAL", default_value = "1s",
           value_parser = parse_duration, hide = true)]
     pub heartbeat_interval: Duration,
-
-    /// File to append audit events to (JSON lines: lock.created, lock.expired,
-    /// lock.deleted, mfa.device.add, mfa.device.delete, mfa.auth). Without it
-    /// they go to standard output.
-    #[arg(long, env = "DEADBOLT_AUDIT_LOG")]
-    pub audit_log: Option<PathBuf>,
 
     /// Delete Locks that have been expired for longer than this (Go duration,
     /// e.g. 168h). Without it, expired Locks stay until someone deletes them.
@@ -241,9 +233,9 @@ mod tests {
         assert_eq!(args.source, SourceSpec::Kube);
         assert_eq!(args.listen.to_string(), "0.0.0.0:8443");
         assert_eq!(args.metrics_listen.to_string(), "0.0.0.0:9090");
-        assert_eq!(args.log_format, LogFormat::Text);
+        assert_eq!(args.output.log_format, LogFormat::Text);
         assert_eq!(args.heartbeat_interval, Duration::from_secs(1));
-        assert_eq!(args.audit_log, None);
+        assert_eq!(args.output.audit_log, None);
         assert_eq!(args.expired_lock_retention, None);
         assert!(args.leader_election);
         assert!(args.subscribers.is_empty());
@@ -280,7 +272,10 @@ mod tests {
             "deadbolt-operator-0",
         ])
         .unwrap();
-        assert_eq!(args.audit_log, Some("/var/log/deadbolt/audit.log".into()));
+        assert_eq!(
+            args.output.audit_log,
+            Some("/var/log/deadbolt/audit.log".into())
+        );
         assert_eq!(
             args.expired_lock_retention,
             Some(Duration::from_secs(168 * 3600))
@@ -306,7 +301,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(args.source, SourceSpec::Dir("/m".into()));
-        assert_eq!(args.log_format, LogFormat::Json);
+        assert_eq!(args.output.log_format, LogFormat::Json);
     }
 
     #[test]

@@ -4,12 +4,12 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use deadbolt_operator::{Args, logging};
+use deadbolt_operator::Args;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(error) = logging::init(args.log_format, &args.log_level) {
+    if let Err(error) = args.output.init_logging() {
         eprintln!("deadbolt-operator: {error:#}");
         return ExitCode::FAILURE;
     }

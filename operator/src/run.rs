@@ -55,11 +55,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let subscribers = Subscribers::new();
     let readiness = Readiness::new();
     let metrics = Arc::new(Metrics::new());
-    let audit = match &args.audit_log {
-        Some(path) => AuditSink::file(path)
-            .with_context(|| format!("cannot open --audit-log {}", path.display()))?,
-        None => AuditSink::stdout(),
-    };
+    let audit = args.output.audit_sink().map_err(anyhow::Error::msg)?;
 
     let started = match &args.source {
         SourceSpec::Kube => {

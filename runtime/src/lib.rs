@@ -10,6 +10,8 @@ pub mod clock;
 pub mod connection;
 pub mod listener;
 pub mod logging;
+pub mod output;
 pub mod shutdown;
+pub mod status;
 pub mod tls;
 pub mod token;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use deadbolt_runtime::logging::LogFormat;
+use deadbolt_runtime::output::OutputArgs;
 
 /// `deadbolt-sidecar`: one proxy per process.
 #[derive(Parser, Debug, Clone)]
@@ -81,15 +81,10 @@ pub struct CommonArgs {
     /// Where `/metrics`, `/healthz` and `/readyz` are served (plain HTTP).
     #[arg(long, env = "DEADBOLT_METRICS_LISTEN", default_value = "0.0.0.0:9091")]
     pub metrics_listen: SocketAddr,
-    /// Append audit events to this file instead of standard output.
-    #[arg(long, env = "DEADBOLT_AUDIT_LOG")]
-    pub audit_log: Option<PathBuf>,
-    /// Log format.
-    #[arg(long, env = "DEADBOLT_LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-    /// Log filter, e.g. `info` or `deadbolt_sidecar=debug`.
-    #[arg(long, env = "DEADBOLT_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    /// Logs and the audit log (session.start, session.end, session.rejected,
+    /// session.terminated).
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// The database proxies' flags (`postgres` and `mysql`). Clients without a

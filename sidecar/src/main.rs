@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use deadbolt_runtime::logging;
 use deadbolt_sidecar::Cli;
 use deadbolt_sidecar::args::Command;
 
@@ -14,7 +13,7 @@ async fn main() -> ExitCode {
         Command::Postgres(args) | Command::Mysql(args) => &args.common,
         Command::Kube(args) => &args.common,
     };
-    if let Err(error) = logging::init(common.log_format, &common.log_level) {
+    if let Err(error) = common.output.init_logging() {
         eprintln!("deadbolt-sidecar: {error}");
         return ExitCode::FAILURE;
     }

@@ -14,7 +14,6 @@ use deadbolt_runtime::token::{CachePolicy, CachingTokenChecker, TokenChecker, To
 use tokio::net::TcpListener;
 
 use crate::args::{Cli, Command, CommonArgs, DatabaseArgs, KubeArgs};
-use crate::audit::AuditSink;
 use crate::credentials::UpstreamTlsFlags;
 use crate::gate::Gate;
 use crate::identity::Authenticator;
@@ -57,11 +56,7 @@ async fn start(common: &CommonArgs, token_audience: Option<&str>) -> anyhow::Res
         ViewState::new(common.server_id.clone(), registry).with_labels(common.labels.clone()),
     );
     let metrics = Arc::new(Metrics::new());
-    let audit = match &common.audit_log {
-        Some(path) => AuditSink::file(path)
-            .with_context(|| format!("cannot open --audit-log {}", path.display()))?,
-        None => AuditSink::stdout(),
-    };
+    let audit = common.output.audit_sink().map_err(anyhow::Error::msg)?;
 
     let identity = match (&common.view_cert, &common.view_key) {
         (Some(cert), Some(key)) => Some(CertifiedKey::from_files(cert, key)?),

@@ -7,11 +7,13 @@
 //! one lookup per target whatever the number of locks.
 
 mod decision;
+mod entry;
 mod identity;
+mod index;
 mod target;
-mod view;
 
 pub use decision::{Decision, Denial, STALE_VIEW_MESSAGE, evaluate, locking_mode};
+pub use entry::{LockEntry, LockError};
 pub use identity::Identity;
+pub use index::{LockView, scan};
 pub use target::{Target, TargetKind};
-pub use view::{LockEntry, LockError, LockView, scan};

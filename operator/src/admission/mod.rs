@@ -3,7 +3,7 @@
 //! Four endpoints, each answering an `admission.k8s.io/v1` AdmissionReview:
 //!
 //! - `POST /validate/deadbolt`: what the CRD schema and CEL cannot check on
-//!   Deadbolt resources (`deadbolt.rs`): a temporary User's 30h bound, SSO and
+//!   Deadbolt resources (`validate_locks_and_users.rs`): a temporary User's 30h bound, SSO and
 //!   synced Users being read-only, warnings for Locks on unknown users and roles,
 //!   and the `created-by` annotation never changing.
 //! - `POST /validate/locks-enforcement`: direct API access (`enforcement.rs`):
@@ -19,7 +19,6 @@
 //! [`ViewStore`]: crate::view::ViewStore
 
 mod ca_bundle;
-mod deadbolt;
 mod enforcement;
 mod exempt;
 mod identity;
@@ -27,13 +26,11 @@ mod inject;
 mod mutate;
 mod review;
 mod server;
+mod validate_locks_and_users;
 mod view;
 mod webhook;
 
 pub use ca_bundle::{CaBundle, WebhookConfigurations};
-pub use deadbolt::{
-    MAX_TEMPORARY_USER_LIFETIME, missing_role_warning, missing_user_warning, validate_deadbolt,
-};
 pub use enforcement::{ViewHealth, enforce_locks};
 pub use exempt::{Exemptions, is_control_plane_user, service_account_username};
 pub use identity::{Requester, identity_for};
@@ -41,5 +38,6 @@ pub use inject::{CONTAINER_NAME, INJECT_ANNOTATION, InjectSettings, PROXY_LABEL,
 pub use mutate::{created_by_patch, mutate_lock};
 pub use review::{MAX_REVIEW_BYTES, Refusal, Request, Verdict, decode, encode};
 pub use server::{ALPN, serve};
+pub use validate_locks_and_users::{missing_role_warning, missing_user_warning, validate_deadbolt};
 pub use view::FollowedView;
 pub use webhook::{DEFAULT_EXEMPT_GROUP, Endpoint, ViewReliability, Webhook, WebhookSettings};

@@ -9,7 +9,7 @@ use kube::core::admission::{
 use kube::core::{DynamicObject, Status};
 use serde::Serialize;
 
-use crate::status::Failure;
+use crate::failure::Failure;
 
 /// An admission request: any resource, as the API server sent it.
 pub type Request = AdmissionRequest<DynamicObject>;

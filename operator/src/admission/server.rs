@@ -21,8 +21,8 @@ use tokio_rustls::TlsAcceptor;
 use super::review::{MAX_REVIEW_BYTES, too_large};
 use super::webhook::{Endpoint, Webhook};
 use crate::body::ChannelBody;
+use crate::failure::Failure;
 use crate::shutdown::Shutdown;
-use crate::status::Failure;
 
 /// The ALPN protocols to configure the webhook's TLS with: the API server
 /// calls webhooks over HTTP/2 or HTTP/1.1, and both are served.

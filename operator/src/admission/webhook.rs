@@ -7,16 +7,16 @@ use http::StatusCode;
 use jiff::Timestamp;
 use kube::core::admission::AdmissionResponse;
 
-use super::deadbolt::validate_deadbolt;
 use super::enforcement::{self, ViewHealth, enforce_locks};
 use super::exempt::Exemptions;
 use super::identity::Requester;
 use super::inject::{INJECT_ANNOTATION, InjectSettings, asks_for_injection, inject};
 use super::mutate::mutate_lock;
 use super::review::{Refusal, Request, Verdict, decode, encode, verdict_response};
+use super::validate_locks_and_users::validate_deadbolt;
 use super::view::FollowedView;
 use crate::admin::Readiness;
-use crate::status::Failure;
+use crate::failure::Failure;
 use crate::view::ViewStore;
 
 /// The group every kube-system service account is in. Exempt by default: the

@@ -3,25 +3,24 @@
 //! on the `--subscriber` list whose token passes a TokenReview (for the server
 //! id its entry allows, [`subscribers`]).
 
-mod peer;
 pub mod subscribers;
 
 pub use deadbolt_runtime::token::{
     CachePolicy, CachingTokenChecker, DEFAULT_AUDIENCE, TokenChecker, TokenError, TokenReviewer,
     TokenUser,
 };
-pub use peer::PeerIdentity;
 pub use subscribers::SubscriberRule;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use deadbolt_api::credential::CertIdentity;
 use deadbolt_api::protocol::SERVER_ID_HEADER;
 use http::HeaderValue;
 
 use crate::ca::PROXY_ORGANIZATION;
-use crate::status::Failure;
+use crate::failure::Failure;
 
 /// An authenticated subscriber.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,7 +110,7 @@ impl Authenticator {
     /// Authenticates a request from `remote`. A verified client certificate wins over a header.
     pub async fn authenticate(
         &self,
-        peer: Option<&PeerIdentity>,
+        peer: Option<&CertIdentity>,
         authorization: Option<&HeaderValue>,
         remote: Option<SocketAddr>,
     ) -> Result<Principal, Failure> {
@@ -144,22 +143,21 @@ impl Authenticator {
     }
 }
 
-fn proxy_principal(peer: &PeerIdentity) -> Result<Principal, Failure> {
-    let is_proxy = peer.organizations.iter().any(|o| o == PROXY_ORGANIZATION);
-    match &peer.common_name {
-        Some(server_id) if is_proxy && !server_id.is_empty() => Ok(Principal::Proxy {
-            server_id: server_id.clone(),
-        }),
-        _ => Err(Failure::forbidden(format!(
-            "the client certificate (CN={:?}, O={:?}) is not a proxy certificate: the lock view \
-             needs one issued by the Deadbolt CA for a proxy (organization {PROXY_ORGANIZATION:?})",
-            peer.common_name.as_deref().unwrap_or(""),
-            peer.organizations,
-        ))),
+fn proxy_principal(peer: &CertIdentity) -> Result<Principal, Failure> {
+    if peer.is_proxy() && !peer.user.is_empty() {
+        return Ok(Principal::Proxy {
+            server_id: peer.user.clone(),
+        });
     }
+    Err(Failure::forbidden(format!(
+        "the client certificate (CN={:?}, groups {:?}) is not a proxy certificate: the lock view \
+         needs one issued by the Deadbolt CA for a proxy (organization {PROXY_ORGANIZATION:?})",
+        peer.user, peer.groups,
+    )))
 }
 
-fn bearer_token(header: &HeaderValue) -> Option<&str> {
+/// The token of an `Authorization: Bearer <token>` header.
+pub fn bearer_token(header: &HeaderValue) -> Option<&str> {
     let value = header.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
@@ -242,9 +240,10 @@ mod tests {
 
     #[tokio::test]
     async fn only_proxy_certificates_may_subscribe() {
-        let proxy = PeerIdentity {
-            common_name: Some("proxy-1".into()),
-            organizations: vec![PROXY_ORGANIZATION.into()],
+        let proxy = CertIdentity {
+            user: "proxy-1".into(),
+            groups: vec![PROXY_ORGANIZATION.into()],
+            ..Default::default()
         };
         assert_eq!(
             authenticator().authenticate(Some(&proxy), None, None).await,
@@ -252,9 +251,10 @@ mod tests {
                 server_id: "proxy-1".into()
             })
         );
-        let user = PeerIdentity {
-            common_name: Some("alice".into()),
-            organizations: vec!["dev".into()],
+        let user = CertIdentity {
+            user: "alice".into(),
+            groups: vec!["dev".into()],
+            ..Default::default()
         };
         let failure = authenticator()
             .authenticate(Some(&user), None, None)

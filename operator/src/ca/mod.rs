@@ -349,7 +349,6 @@ fn validity_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::PeerIdentity;
 
     #[test]
     fn a_generated_ca_round_trips_through_pem() {
@@ -383,9 +382,10 @@ mod tests {
             .issue_proxy_cert("kube-proxy-1", Duration::from_secs(3600))
             .unwrap();
         let der = deadbolt_runtime::tls::parse_certificates(issued.cert_pem.as_bytes()).unwrap();
-        let peer = PeerIdentity::from_der(&der[0]).unwrap();
-        assert_eq!(peer.common_name.as_deref(), Some("kube-proxy-1"));
-        assert_eq!(peer.organizations, vec![PROXY_ORGANIZATION.to_string()]);
+        let peer = deadbolt_runtime::certificate::identity(&der[0]).unwrap();
+        assert_eq!(peer.user, "kube-proxy-1");
+        assert_eq!(peer.groups, vec![PROXY_ORGANIZATION.to_string()]);
+        assert!(peer.is_proxy());
     }
 
     #[test]

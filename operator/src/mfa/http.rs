@@ -31,9 +31,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use super::service::{Caller, MfaService};
+use crate::auth::bearer_token;
 use crate::body::ChannelBody;
+use crate::failure::Failure;
 use crate::shutdown::Shutdown;
-use crate::status::Failure;
 
 /// The ALPN protocol: HTTP/2 only, so a ceremony's calls share a connection.
 pub const ALPN: &[&[u8]] = &[b"h2"];
@@ -211,10 +212,7 @@ async fn authenticate(
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
-        .map(|(_, token)| token.trim())
+        .and_then(bearer_token)
         .ok_or_else(|| {
             Failure::unauthorized(
                 "no credentials: present a Deadbolt client certificate, or an \

@@ -32,7 +32,7 @@ use super::devices::{DeviceStore, StoredDevice};
 use super::lockout::Lockout;
 use crate::admission::FollowedView;
 use crate::ca::DeadboltCa;
-use crate::status::Failure;
+use crate::failure::Failure;
 
 /// The namespace WebAuthn user handles are derived in from user names
 /// (stable, so a user's keys share one handle).

@@ -8,8 +8,8 @@ use tracing::Instrument;
 use super::session::Session;
 use super::{Connection, LOCKVIEW_PATH, NDJSON, SERVER_ID_HEADER, StreamContext};
 use crate::body::ChannelBody;
+use crate::failure::Failure;
 use crate::shutdown::Shutdown;
-use crate::status::Failure;
 
 /// Lines that may wait for a slow reader before the session blocks (and
 /// eventually resyncs it with a snapshot).

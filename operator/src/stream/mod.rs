@@ -24,10 +24,12 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{Metrics, Readiness};
-use crate::auth::{Authenticator, PeerIdentity};
+use crate::auth::Authenticator;
 use crate::shutdown::Shutdown;
 use crate::subscribers::Subscribers;
 use crate::view::ViewStore;
+use deadbolt_api::credential::CertIdentity;
+use deadbolt_runtime::certificate;
 
 pub use deadbolt_api::protocol::{LOCKVIEW_PATH, NDJSON, SERVER_ID_HEADER};
 
@@ -74,7 +76,7 @@ pub const DEFAULT_MAX_STREAMS_PER_SUBSCRIBER: usize = 4;
 struct Connection {
     remote: SocketAddr,
     /// The verified client certificate's subject, when one was presented.
-    peer: Option<PeerIdentity>,
+    peer: Option<CertIdentity>,
 }
 
 /// Serves the lock-view stream on `listener` until `shutdown`, then ends every
@@ -102,14 +104,19 @@ pub async fn serve(
                 let Some(tls) = tls_handshake(&acceptor, tcp, remote, "lock-view").await else {
                     return;
                 };
-                let peer = match PeerIdentity::from_connection(tls.get_ref().1) {
+                let leaf = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first());
+                let peer = match leaf.map(certificate::identity) {
                     None => None,
                     Some(Ok(peer)) => Some(peer),
                     Some(Err(error)) => {
                         // Verified by rustls but unreadable here: treat as a certificate
                         // without identity, which is refused with a clear 403.
                         tracing::warn!(%remote, %error, "unreadable client certificate");
-                        Some(PeerIdentity::default())
+                        Some(CertIdentity::default())
                     }
                 };
                 let connection = Arc::new(Connection { remote, peer });

@@ -1,29 +1,17 @@
-//! Kubernetes `Status` objects: the body of every refusal, and what a cut
-//! watch or exec carries, so kubectl prints the reason as it is
-//! (`Error from server (Forbidden): lock targeting User:"alice" is in force: …`).
+//! What the kube proxy sends as a Kubernetes `Status`
+//! ([`deadbolt_runtime::status`]): the body of every refusal, and the event a
+//! cut watch ends with (JSON or protobuf), so kubectl prints the reason as it
+//! is (`Error from server (Forbidden): lock targeting User:"alice" is in force: …`).
 
 use bytes::Bytes;
+use deadbolt_runtime::status;
 use http::{Response, StatusCode, header};
-use serde_json::json;
 
 use super::body::{ProxyBody, full};
 
-/// A failure `Status` as JSON: `kind`, `apiVersion`, `status: Failure`, `reason`, `code`, `message`.
-pub fn failure(code: StatusCode, message: &str) -> serde_json::Value {
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason(code),
-        "code": code.as_u16(),
-    })
-}
-
 /// The `Status` as bytes.
 pub fn failure_bytes(code: StatusCode, message: &str) -> Bytes {
-    Bytes::from(failure(code, message).to_string())
+    Bytes::from(status::failure_json(code, message))
 }
 
 /// A refusal: the HTTP status and a `Status` body with `message`.
@@ -37,25 +25,11 @@ pub fn response(code: StatusCode, message: &str) -> Response<ProxyBody> {
     response
 }
 
-/// The `StatusReason` Kubernetes uses for each code the proxy answers with.
-fn reason(code: StatusCode) -> &'static str {
-    match code {
-        StatusCode::BAD_REQUEST => "BadRequest",
-        StatusCode::UNAUTHORIZED => "Unauthorized",
-        StatusCode::FORBIDDEN => "Forbidden",
-        StatusCode::NOT_FOUND => "NotFound",
-        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
-        StatusCode::GATEWAY_TIMEOUT => "Timeout",
-        StatusCode::SERVICE_UNAVAILABLE | StatusCode::BAD_GATEWAY => "ServiceUnavailable",
-        _ => "InternalError",
-    }
-}
-
 /// A watch `ERROR` event carrying a Forbidden `Status`, newline-terminated
 /// like every event of a JSON watch stream.
 pub fn watch_error_event(message: &str) -> Bytes {
     // `type` first, as the API server writes events.
-    let status = failure(StatusCode::FORBIDDEN, message);
+    let status = status::failure_json(StatusCode::FORBIDDEN, message);
     Bytes::from(format!("{{\"type\":\"ERROR\",\"object\":{status}}}\n"))
 }
 
@@ -68,7 +42,7 @@ pub fn protobuf_watch_error_event(message: &str) -> Bytes {
     proto_bytes(&mut status, 1, &[]); // metadata: an empty ListMeta
     proto_bytes(&mut status, 2, b"Failure");
     proto_bytes(&mut status, 3, message.as_bytes());
-    proto_bytes(&mut status, 4, reason(code).as_bytes());
+    proto_bytes(&mut status, 4, status::reason(code).as_bytes());
     proto_varint_field(&mut status, 6, u64::from(code.as_u16()));
 
     let mut type_meta = Vec::new();
@@ -117,7 +91,8 @@ mod tests {
     #[test]
     fn a_refusal_is_a_forbidden_status_with_the_exact_message() {
         let message = r#"lock targeting User:"alice" is in force: Suspicious activity."#;
-        let value = failure(StatusCode::FORBIDDEN, message);
+        let value: serde_json::Value =
+            serde_json::from_slice(&failure_bytes(StatusCode::FORBIDDEN, message)).unwrap();
         assert_eq!(value["reason"], "Forbidden");
         assert_eq!(value["code"], 403);
         assert_eq!(value["message"], message);

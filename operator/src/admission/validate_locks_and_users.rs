@@ -14,15 +14,12 @@ use std::collections::{BTreeMap, HashSet};
 
 use deadbolt_api::replica::ViewReplica;
 use deadbolt_api::{CREATED_BY_ANNOTATION, GROUP, Lock, ORIGIN_LABEL, User, UserType};
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use kube::core::DynamicObject;
 use kube::core::admission::Operation;
 use serde::de::DeserializeOwned;
 
 use super::review::{Refusal, Request, Verdict};
-
-/// How long after its creation a temporary user may expire, as in Teleport.
-pub const MAX_TEMPORARY_USER_LIFETIME: SignedDuration = SignedDuration::from_hours(30);
 
 /// The warning for a Lock whose `target.user` names no User resource.
 pub fn missing_user_warning(user: &str) -> String {
@@ -87,7 +84,7 @@ fn validate_user(
     check_temporary_expiry(&new, created)
 }
 
-/// A temporary user expires at most [`MAX_TEMPORARY_USER_LIFETIME`] after `created`.
+/// A temporary user expires at most `deadbolt_api::users::MAX_TEMPORARY_LIFETIME` after `created`.
 fn check_temporary_expiry(user: &User, created: Timestamp) -> Result<(), Refusal> {
     let Some(expires) = user.spec.expires.as_ref().map(|time| time.0) else {
         return Ok(());
@@ -96,7 +93,7 @@ fn check_temporary_expiry(user: &User, created: Timestamp) -> Result<(), Refusal
         return Ok(());
     }
     // Past the end of time there is no bound left to check.
-    let Ok(latest) = created.checked_add(MAX_TEMPORARY_USER_LIFETIME) else {
+    let Some(latest) = deadbolt_api::users::latest_expiry(created) else {
         return Ok(());
     };
     if expires <= latest {

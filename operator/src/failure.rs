@@ -1,8 +1,8 @@
-//! Error replies as Kubernetes `Status` objects, so `kubectl`-style clients and
-//! the proxies can show the server's message as is.
+//! The operator's HTTP error replies (lock view, webhooks, MFA service): a
+//! code, a reason and a message that says what to do, sent as a Kubernetes
+//! `Status` ([`deadbolt_runtime::status`]) so clients show it as is.
 
 use http::{Response, StatusCode, header};
-use serde::Serialize;
 
 use crate::body::ChannelBody;
 
@@ -18,76 +18,53 @@ pub struct Failure {
     pub message: String,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct StatusBody<'a> {
-    kind: &'static str,
-    api_version: &'static str,
-    status: &'static str,
-    reason: &'a str,
-    code: u16,
-    message: &'a str,
-}
-
 impl Failure {
-    fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: StatusCode, message: impl Into<String>) -> Self {
         Self {
             code,
-            reason,
+            reason: deadbolt_runtime::status::reason(code),
             message: message.into(),
         }
     }
 
     /// 400: the request is malformed.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+        Self::new(StatusCode::BAD_REQUEST, message)
     }
 
     /// 401: no credentials, or credentials that do not check out.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, message)
     }
 
     /// 403: authenticated, but not allowed to do this.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "Forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, message)
     }
 
     /// 429: too many of something at once.
     pub fn too_many_requests(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message)
+        Self::new(StatusCode::TOO_MANY_REQUESTS, message)
     }
 
     /// 404: no such endpoint.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NotFound", message)
+        Self::new(StatusCode::NOT_FOUND, message)
     }
 
     /// 405: the endpoint exists but not for this method.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", message)
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, message)
     }
 
     /// 503: try again later (not ready yet, or a dependency is down).
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            message,
-        )
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 
     /// The `Status` JSON body.
     pub fn body(&self) -> String {
-        let body = StatusBody {
-            kind: "Status",
-            api_version: "v1",
-            status: "Failure",
-            reason: self.reason,
-            code: self.code.as_u16(),
-            message: &self.message,
-        };
-        serde_json::to_string(&body).unwrap_or_default()
+        deadbolt_runtime::status::failure_json(self.code, &self.message)
     }
 
     /// The whole HTTP response.
@@ -108,10 +85,11 @@ mod tests {
 
     #[test]
     fn unauthorized_body_is_a_kubernetes_status() {
-        let body = Failure::unauthorized("no credentials").body();
-        assert_eq!(
-            body,
-            r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Unauthorized","code":401,"message":"no credentials"}"#
-        );
+        let body: serde_json::Value =
+            serde_json::from_str(&Failure::unauthorized("no credentials").body()).unwrap();
+        assert_eq!(body["kind"], "Status");
+        assert_eq!(body["reason"], "Unauthorized");
+        assert_eq!(body["code"], 401);
+        assert_eq!(body["message"], "no credentials");
     }
 }
