@@ -2,7 +2,10 @@
 # pgbench select-only through three paths, in one run: straight to PostgreSQL,
 # through the Deadbolt Postgres sidecar, and through pgbouncer (session mode).
 # Every path uses TLS from the client, as production would. Prints TPS per
-# client count and the ratios.
+# client count and the ratios, and the CPU each path spent per transaction
+# (the proxy's, and PostgreSQL's own), read from /proc: a busy machine shows
+# up as lower TPS at the same CPU per transaction, not as a regression.
+# Stops every process it started, pgbouncer included.
 #
 #   ./scripts/bench-postgres.sh            # 1, 16 and 64 clients, 10 s each
 #   CLIENTS="1 16" SECONDS_PER_RUN=5 ./scripts/bench-postgres.sh
@@ -23,6 +26,8 @@ work=$(mktemp -d /tmp/deadbolt-bench.XXXXXX)
 pids=()
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
+  # pgbouncer runs under runuser: stop the daemon itself, by its pid file.
+  [ -s "$work/pgbouncer.pid" ] && kill "$(cat "$work/pgbouncer.pid")" 2>/dev/null || true
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1 || true
   wait 2>/dev/null || true
@@ -38,7 +43,21 @@ ca() { "$bin/deadbolt-ca" --ca-dir "$work/ca" "$@" >/dev/null; }
 ca init
 ca --out "$work/server" serving --name localhost --name 127.0.0.1
 ca --out "$work/proxy-view" proxy --server-id bench-postgres
-ca --out "$work/client" user --user bench
+ca --out "$work/client" user --user bench --group bench --manifests "$work/manifests"
+# Access is denied by default: a role lets the bench group in as app, to app.
+cat > "$work/manifests/bench-role.yaml" <<'YAML'
+apiVersion: deadbolt.dev/v1
+kind: AccessRole
+metadata:
+  name: bench
+spec:
+  groups: [bench]
+  allow:
+    dbUsers: [app]
+    dbNames: [app]
+    dbLabels:
+      "*": ["*"]
+YAML
 
 pg_port=$(free_port); proxy_port=$(free_port); bouncer_port=$(free_port); op_port=$(free_port)
 echo postgres-secret > "$work/pgpass"
@@ -83,28 +102,61 @@ client_tls_cert_file = $work/server.crt
 client_tls_key_file = $work/server.key
 server_tls_sslmode = require
 logfile = $work/pgbouncer.log
+pidfile = $work/pgbouncer.pid
 INI
 echo '"app" "app-secret"' > "$work/userlist.txt"
 [ "$(id -u)" = 0 ] && chown -R postgres "$work"
 as_pg "$pgbouncer" -q "$work/pgbouncer.ini" &
 pids+=($!)
 wait_for env PGPASSWORD=app-secret psql "host=127.0.0.1 port=$bouncer_port user=app dbname=app sslmode=require" -XAtc "select 1"
+wait_for test -s "$work/pgbouncer.pid"
+postmaster=$(head -n 1 "$work/pg/postmaster.pid")
+sidecar_pid=${pids[1]}
+bouncer_pid=$(cat "$work/pgbouncer.pid")
+hz=$(getconf CLK_TCK)
 
-run() { # run NAME CLIENTS -> tps
-  local name=$1 n=$2 j=$(( $2 < threads ? $2 : threads )) out
+# CPU ticks of a process and of its reaped children.
+ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# PostgreSQL's: the postmaster, the backends it reaped (pgbench's, on
+# disconnect) and those still running (pgbouncer keeps its own open).
+pg_ticks() {
+  local total child
+  total=$(ticks "$postmaster")
+  for child in $(pgrep -P "$postmaster"); do total=$((total + $(ticks "$child"))); done
+  echo "$total"
+}
+
+run() { # run NAME CLIENTS -> "tps proxy_us_per_txn postgres_us_per_txn"
+  local name=$1 n=$2 j=$(( $2 < threads ? $2 : threads )) out proxy_pid=""
+  case $name in
+    deadbolt) proxy_pid=$sidecar_pid ;;
+    pgbouncer) proxy_pid=$bouncer_pid ;;
+  esac
+  local pg_before proxy_before=0 pg_after proxy_after=0
+  pg_before=$(pg_ticks); [ -n "$proxy_pid" ] && proxy_before=$(ticks "$proxy_pid")
   case $name in
     direct)   out=$(PGSSLMODE=require PGPASSWORD=app-secret "$pg_bin/pgbench" -n -S -c "$n" -j "$j" -T "$duration" -h 127.0.0.1 -p "$pg_port" -U app app 2>&1) ;;
     deadbolt) out=$(PGSSLMODE=verify-full PGSSLROOTCERT="$work/ca/ca.crt" PGSSLCERT="$work/client.crt" PGSSLKEY="$work/client.key" \
                     "$pg_bin/pgbench" -n -S -c "$n" -j "$j" -T "$duration" -h localhost -p "$proxy_port" -U app app 2>&1) ;;
     pgbouncer) out=$(PGSSLMODE=require PGPASSWORD=app-secret "$pg_bin/pgbench" -n -S -c "$n" -j "$j" -T "$duration" -h 127.0.0.1 -p "$bouncer_port" -U app app 2>&1) ;;
   esac
-  grep -oP 'tps = \K[0-9.]+(?= \(without initial connection time\))' <<<"$out" || { echo "$out" >&2; exit 1; }
+  sleep 0.5 # the backends exit and are reaped
+  pg_after=$(pg_ticks); [ -n "$proxy_pid" ] && proxy_after=$(ticks "$proxy_pid")
+  local tps txns
+  tps=$(grep -oP 'tps = \K[0-9.]+(?= \(without initial connection time\))' <<<"$out") || { echo "$out" >&2; exit 1; }
+  txns=$(grep -oP 'number of transactions actually processed: \K[0-9]+' <<<"$out")
+  awk -v tps="$tps" -v t="$txns" -v hz="$hz" -v p=$((proxy_after - proxy_before)) -v g=$((pg_after - pg_before)) \
+    'BEGIN { printf "%s %.1f %.1f\n", tps, 1e6 * p / hz / t, 1e6 * g / hz / t }'
 }
 
 echo "pgbench -S (select-only), ${duration}s per run, -j $threads, TLS on every path, $(nproc) cores"
-printf '%8s %12s %12s %12s %16s %18s\n' clients direct deadbolt pgbouncer "deadbolt/direct" "deadbolt/pgbouncer"
+echo "CPU per transaction in microseconds: the proxy's (deadbolt-sidecar, pgbouncer) and PostgreSQL's"
+printf '%8s %10s %10s %10s %9s %9s %15s %18s\n' clients direct deadbolt pgbouncer "proxy-cpu" "pgb-cpu" "deadbolt/direct" "deadbolt/pgbouncer"
 for n in $clients; do
-  direct=$(run direct "$n"); deadbolt=$(run deadbolt "$n"); bouncer=$(run pgbouncer "$n")
-  awk -v n="$n" -v d="$direct" -v p="$deadbolt" -v b="$bouncer" \
-    'BEGIN { printf "%8d %12.0f %12.0f %12.0f %15.1f%% %17.1f%%\n", n, d, p, b, 100*p/d, 100*p/b }'
+  read -r direct _ pg_direct < <(run direct "$n")
+  read -r deadbolt cpu_deadbolt pg_deadbolt < <(run deadbolt "$n")
+  read -r bouncer cpu_bouncer pg_bouncer < <(run pgbouncer "$n")
+  awk -v n="$n" -v d="$direct" -v p="$deadbolt" -v b="$bouncer" -v cp="$cpu_deadbolt" -v cb="$cpu_bouncer" \
+    'BEGIN { printf "%8d %10.0f %10.0f %10.0f %8.1fus %8.1fus %14.1f%% %17.1f%%\n", n, d, p, b, cp, cb, 100*p/d, 100*p/b }'
+  echo "         PostgreSQL CPU per transaction: direct ${pg_direct}us, via deadbolt ${pg_deadbolt}us, via pgbouncer ${pg_bouncer}us"
 done

@@ -21,6 +21,11 @@ cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "==> each proxy builds alone (cargo features postgres, mysql, kube)"
+for proxy in postgres mysql kube; do
+  cargo check -q -p deadbolt-sidecar --locked --no-default-features --features "$proxy"
+done
+
 echo "==> cargo test"
 cargo build --workspace --bins --locked
 cargo test --workspace --locked

@@ -4,6 +4,7 @@
 use deadbolt_api::engine::{LockEntry, LockView, scan};
 use deadbolt_api::resources::LockTargetSpec;
 use deadbolt_api::{Identity, TargetKind};
+use deadbolt_testkit::{lock_entry, ts};
 use jiff::Timestamp;
 use proptest::prelude::*;
 
@@ -29,7 +30,7 @@ fn target() -> impl Strategy<Value = LockTargetSpec> {
 }
 
 fn instant() -> impl Strategy<Value = Timestamp> {
-    (0i64..100).prop_map(|s| Timestamp::from_second(s).unwrap())
+    (0i64..100).prop_map(ts)
 }
 
 fn lock() -> impl Strategy<Value = LockEntry> {
@@ -39,12 +40,12 @@ fn lock() -> impl Strategy<Value = LockEntry> {
         instant(),
         prop::option::of(instant()),
     )
-        .prop_map(|(name, target, created, expires_at)| LockEntry {
-            name: name.to_string(),
-            target,
-            message: Some(format!("message of {name}")),
-            created,
-            expires_at,
+        .prop_map(|(name, target, created, expires_at)| {
+            lock_entry(name, target)
+                .message(format!("message of {name}"))
+                .created(created)
+                .expires_at(expires_at)
+                .build()
         })
 }
 

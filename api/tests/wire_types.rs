@@ -7,27 +7,20 @@ use deadbolt_api::protocol::{
     Ack, ClusterConfig, ObjectKey, RoleRecord, Snapshot, UserRecord, ViewEvent, ViewObject,
     decode_line, encode_line,
 };
-use deadbolt_api::resources::{LockTargetSpec, RoleOptions};
-use deadbolt_api::{AccessRoleSpec, LockingMode, RequireSessionMfa, UserSpec};
-use jiff::Timestamp;
+use deadbolt_api::resources::RoleOptions;
+use deadbolt_api::{AccessRoleSpec, LockingMode, RequireSessionMfa, TargetKind, UserSpec};
+use deadbolt_testkit::{self as testkit, targets, ts};
 use serde_json::json;
 
-fn ts(seconds: i64) -> Timestamp {
-    Timestamp::from_second(seconds).unwrap()
-}
-
 fn lock_entry() -> LockEntry {
-    LockEntry {
-        name: "dc7cee9d-fe5e-4534-a90d-db770f0234a1".into(),
-        target: LockTargetSpec {
-            user: Some("alice".into()),
-            role: Some("dev".into()),
-            ..Default::default()
-        },
-        message: Some("Suspicious activity.".into()),
-        created: ts(1_700_000_000),
-        expires_at: Some(ts(1_700_036_000)),
-    }
+    testkit::lock_entry(
+        "dc7cee9d-fe5e-4534-a90d-db770f0234a1",
+        targets([(TargetKind::User, "alice"), (TargetKind::Role, "dev")]),
+    )
+    .message("Suspicious activity.")
+    .created(ts(1_700_000_000))
+    .expires_at(ts(1_700_036_000))
+    .build()
 }
 
 fn every_event() -> Vec<ViewEvent> {

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use deadbolt_api::TargetKind;
 use deadbolt_api::credential::CertIdentity;
-use deadbolt_api::engine::LockEntry;
 use deadbolt_api::mfa::service::AuthenticateFinish;
 use deadbolt_api::protocol::{ClusterConfig, MfaConfig, ObjectKey, RoleRecord, ViewObject};
 use deadbolt_api::resources::{AccessRoleSpec, LockTargetSpec, SecondFactor, Webauthn};
@@ -29,6 +29,8 @@ use deadbolt_runtime::audit::AuditSink;
 use deadbolt_runtime::clock::ManualClock;
 use deadbolt_runtime::tls::{self, ClientAuth};
 use deadbolt_runtime::token::{TokenChecker, TokenError, TokenUser};
+use deadbolt_testkit::tls::TestCa;
+use deadbolt_testkit::{lock_entry, target};
 use http_body_util::Full;
 use hyper::Response;
 use hyper::service::service_fn;
@@ -167,13 +169,12 @@ impl Server {
     }
 
     fn lock(&self, name: &str, target: LockTargetSpec, message: &str) {
-        self.store.upsert(ViewObject::Lock(LockEntry {
-            name: name.into(),
-            target,
-            message: Some(message.into()),
-            created: jiff::Timestamp::now(),
-            expires_at: None,
-        }));
+        self.store.upsert(
+            lock_entry(name, target)
+                .message(message)
+                .created(jiff::Timestamp::now())
+                .object(),
+        );
     }
 
     fn unlock(&self, name: &str) {
@@ -202,15 +203,8 @@ async fn relay(target: SocketAddr) -> (u16, Arc<AtomicUsize>) {
 
 /// A server with a certificate from `ca` that answers every request with a
 /// 200 whose body is not JSON; returns its URL.
-async fn garbage_server(ca: &DeadboltCa) -> String {
-    let serving = ca.issue_serving_cert(&["localhost".into()], HOUR).unwrap();
-    let config = tls::server_config(
-        serving.certified_key().unwrap(),
-        ClientAuth::None,
-        mfa::ALPN,
-    )
-    .unwrap();
-    let acceptor = TlsAcceptor::from(config);
+async fn garbage_server(ca: &TestCa) -> String {
+    let acceptor = TlsAcceptor::from(ca.localhost_config(mfa::ALPN));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -342,10 +336,7 @@ async fn status_refusals_reach_the_error_text() {
 
     server.lock(
         "alice-lock",
-        LockTargetSpec {
-            user: Some("alice".into()),
-            ..Default::default()
-        },
+        target(TargetKind::User, "alice"),
         "Suspicious activity.",
     );
     let error = client.begin_authentication().await.unwrap_err();
@@ -412,8 +403,10 @@ async fn a_client_certificate_identifies_the_caller_without_a_token() {
 #[tokio::test]
 async fn malformed_answers_and_untrusted_servers_are_errors() {
     let server = Server::start().await;
+    let garbage_ca = TestCa::new();
     let mut service = server.service(Caller::Token(TOKEN.into()));
-    service.url = garbage_server(&server.ca).await;
+    service.url = garbage_server(&garbage_ca).await;
+    service.ca_pem = garbage_ca.cert_pem().to_string();
     let client = MfaClient::connect(&service).await.unwrap();
     let error = client.devices().await.unwrap_err();
     assert!(matches!(error, MfaError::Malformed { .. }), "{error}");
@@ -741,14 +734,7 @@ async fn the_commands_end_to_end() {
     assert!(added.out.starts_with("MFA device backup registered: "));
 
     // A lock on one of alice's roles shows in her status.
-    server.lock(
-        "role-lock",
-        LockTargetSpec {
-            role: Some(ROLE.into()),
-            ..Default::default()
-        },
-        "Maintenance.",
-    );
+    server.lock("role-lock", target(TargetKind::Role, ROLE), "Maintenance.");
     let status = plugin(&server, &files, &env, &["status", "--token-file", &token]).await;
     assert_eq!(status.code, 0, "{}", status.err);
     assert_eq!(field(&status.out, "User"), "alice", "{}", status.out);
@@ -806,10 +792,7 @@ async fn the_commands_end_to_end() {
     // Refusals print the service's message, kubectl-style, and exit 1.
     server.lock(
         "alice-lock",
-        LockTargetSpec {
-            user: Some("alice".into()),
-            ..Default::default()
-        },
+        target(TargetKind::User, "alice"),
         "Suspicious activity.",
     );
     let locked = plugin(

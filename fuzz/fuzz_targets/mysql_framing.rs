@@ -35,7 +35,7 @@ use libfuzzer_sys::fuzz_target;
 use mysql_common::constants::CapabilityFlags;
 use mysql_common::packets::{AuthSwitchRequest, HandshakePacket};
 
-/// `handshake::SSL_REQUEST_LENGTH` (private there).
+/// `messages::SSL_REQUEST_LENGTH` (a private module).
 const SSL_REQUEST_LENGTH: usize = 32;
 /// `upstream::MAX_AUTH_PACKET` (private there).
 const MAX_AUTH_PACKET: usize = 1 << 20;
@@ -145,7 +145,7 @@ fn round_trip(control: u8, payload: &[u8]) {
     assert!(packets.last().is_some_and(|(_, length, _)| *length < MAX_PAYLOAD));
 }
 
-/// `handshake::client_capabilities` (private there).
+/// `messages::client_capabilities` (a private module).
 fn client_capabilities(payload: &[u8]) -> Option<CapabilityFlags> {
     let bytes: [u8; 4] = payload.get(..4)?.try_into().ok()?;
     let capabilities = CapabilityFlags::from_bits_truncate(u32::from_le_bytes(bytes));

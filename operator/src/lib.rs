@@ -5,7 +5,7 @@
 //! - [`source`] reads Locks, AccessRoles, Users and the ClusterAuthPreference
 //!   from Kubernetes or a directory into the [`view`] store, which numbers
 //!   every change with a revision and broadcasts it.
-//! - [`stream`] serves `POST /v1/lockview` over HTTP/2 and TLS ([`tls`]):
+//! - [`stream`] serves `POST /v1/lockview` over HTTP/2 and TLS:
 //!   a snapshot, then deltas and heartbeats, while reading the proxies' acks
 //!   into the [`subscribers`] registry (which feeds `Lock.status.enforcedBy`).
 //! - [`auth`] admits proxies by client certificate from the Deadbolt [`ca`]
@@ -16,6 +16,11 @@
 //!   in the replica that [`leader`] election picked. Kubernetes source only.
 //! - [`ownership`] makes what the operator creates (CA Secret, Leases) owned
 //!   by its ServiceAccount, so uninstalling removes it.
+//! - [`admission`] validates Locks and Users, enforces locks on direct API
+//!   writes and injects the database sidecar.
+//! - [`mfa`] registers security keys and turns a WebAuthn check into a
+//!   short-lived session credential (per-session MFA).
+//! - [`failure`] is how every endpoint above says no: a Kubernetes `Status`.
 
 pub use deadbolt_runtime::{body, logging, shutdown};
 

@@ -2,27 +2,24 @@
 //! (fixtures under `tests/fixtures/admission/`), and served end to end over
 //! real TLS on loopback.
 
-use std::time::Duration;
-
 use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
-use deadbolt_api::LockEntry;
 use deadbolt_api::protocol::{ClusterConfig, RoleRecord, UserRecord, ViewObject};
-use deadbolt_api::resources::{LockTargetSpec, RoleOptions};
-use deadbolt_api::{AccessRoleSpec, LockingMode, UserSpec};
+use deadbolt_api::resources::RoleOptions;
+use deadbolt_api::{AccessRoleSpec, LockingMode, TargetKind, UserSpec};
 use deadbolt_operator::admin::Readiness;
 use deadbolt_operator::admission::{
     self, CONTAINER_NAME, Endpoint, InjectSettings, Webhook, WebhookSettings,
 };
-use deadbolt_operator::ca::DeadboltCa;
 use deadbolt_operator::shutdown::Shutdown;
 use deadbolt_operator::view::{ViewStore, default_cluster_config};
-use deadbolt_runtime::tls::{self, ClientAuth, ClientTls};
+use deadbolt_runtime::tls::{self, ClientTls};
+use deadbolt_testkit::tls::TestCa;
+use deadbolt_testkit::{PATIENCE, at, lock_entry, target};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use jiff::Timestamp;
 use rustls::pki_types::ServerName;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -38,52 +35,32 @@ const CONTRACTORS_LOCKED: &str =
     r#"lock targeting Role:"contractor" is in force: All contractor access is disabled for 10h."#;
 const STALE: &str = "preventive lock-out due to local lock view becoming unreliable";
 
-fn ts(text: &str) -> Timestamp {
-    text.parse().unwrap()
-}
-
-fn lock(name: &str, target: LockTargetSpec, message: &str, created: &str) -> ViewObject {
-    ViewObject::Lock(LockEntry {
-        name: name.into(),
-        target,
-        message: Some(message.into()),
-        created: ts(created),
-        expires_at: None,
-    })
-}
-
 /// The view: alice locked by name, the `contractor` role (given to the
 /// `contractors` group) locked, a compromised service account locked, a
 /// strict `oncall` role for the `sre` group, and the User alice.
 fn store() -> ViewStore {
     let store = ViewStore::default();
-    store.upsert(lock(
-        "alice-suspicious",
-        LockTargetSpec {
-            user: Some("alice".into()),
-            ..Default::default()
-        },
-        "Suspicious activity.",
-        "2025-06-01T10:00:00Z",
-    ));
-    store.upsert(lock(
-        "contractors-off",
-        LockTargetSpec {
-            role: Some("contractor".into()),
-            ..Default::default()
-        },
-        "All contractor access is disabled for 10h.",
-        "2025-06-01T11:00:00Z",
-    ));
-    store.upsert(lock(
-        "builder-compromised",
-        LockTargetSpec {
-            user: Some("system:serviceaccount:shop:builder".into()),
-            ..Default::default()
-        },
-        "Compromised workload.",
-        "2025-06-01T11:30:00Z",
-    ));
+    store.upsert(
+        lock_entry("alice-suspicious", target(TargetKind::User, "alice"))
+            .message("Suspicious activity.")
+            .created(at("2025-06-01T10:00:00Z"))
+            .object(),
+    );
+    store.upsert(
+        lock_entry("contractors-off", target(TargetKind::Role, "contractor"))
+            .message("All contractor access is disabled for 10h.")
+            .created(at("2025-06-01T11:00:00Z"))
+            .object(),
+    );
+    store.upsert(
+        lock_entry(
+            "builder-compromised",
+            target(TargetKind::User, "system:serviceaccount:shop:builder"),
+        )
+        .message("Compromised workload.")
+        .created(at("2025-06-01T11:30:00Z"))
+        .object(),
+    );
     store.upsert(ViewObject::Role(RoleRecord {
         name: "contractor".into(),
         spec: AccessRoleSpec {
@@ -123,7 +100,7 @@ fn settings() -> WebhookSettings {
 fn webhook(store: ViewStore) -> Webhook {
     let readiness = Readiness::new();
     readiness.set_ready();
-    Webhook::new(store, readiness, settings()).with_clock(|| ts(NOW))
+    Webhook::new(store, readiness, settings()).with_clock(|| at(NOW))
 }
 
 fn fixture_text(name: &str) -> String {
@@ -288,7 +265,7 @@ fn service_accounts_are_lockable_but_the_control_plane_is_exempt() {
     let readiness = Readiness::new();
     readiness.set_ready();
     let strict = Webhook::new(store, readiness, settings())
-        .with_clock(|| ts(NOW))
+        .with_clock(|| at(NOW))
         .with_reliability(|| false);
     for (user, groups) in [
         (
@@ -323,7 +300,7 @@ fn a_strict_role_on_an_unreliable_view_is_locked_out() {
     let readiness = Readiness::new();
     readiness.set_ready();
     let webhook = Webhook::new(store(), readiness, settings())
-        .with_clock(|| ts(NOW))
+        .with_clock(|| at(NOW))
         .with_reliability(|| false);
     let exec = fixture("exec-pod.json");
     let oncall = as_user(exec.clone(), "bob", &["sre", "system:authenticated"]);
@@ -339,7 +316,7 @@ fn a_strict_role_on_an_unreliable_view_is_locked_out() {
 
 #[test]
 fn a_view_that_has_not_loaded_refuses_everyone_not_exempt() {
-    let webhook = Webhook::new(store(), Readiness::new(), settings()).with_clock(|| ts(NOW));
+    let webhook = Webhook::new(store(), Readiness::new(), settings()).with_clock(|| at(NOW));
     let exec = fixture("exec-pod.json");
     assert_eq!(
         respond(&webhook, Endpoint::EnforceLocks, &exec),
@@ -614,19 +591,8 @@ struct Served {
 }
 
 async fn serve() -> Served {
-    let ca = DeadboltCa::generate().unwrap();
-    let serving = ca
-        .issue_serving_cert(
-            &["localhost".into(), "127.0.0.1".into()],
-            Duration::from_secs(3600),
-        )
-        .unwrap();
-    let config = tls::server_config(
-        serving.certified_key().unwrap(),
-        ClientAuth::None,
-        admission::ALPN,
-    )
-    .unwrap();
+    let ca = TestCa::new();
+    let config = ca.localhost_config(admission::ALPN);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (trigger, shutdown) = Shutdown::new();
@@ -774,7 +740,7 @@ async fn the_https_endpoints_answer_over_http1_and_http2() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 
     served.trigger.trigger();
-    tokio::time::timeout(Duration::from_secs(10), served.task)
+    tokio::time::timeout(PATIENCE, served.task)
         .await
         .expect("the webhook did not stop")
         .unwrap();

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use deadbolt_api::audit::AuditEventKind;
 use deadbolt_api::protocol::ViewObject;
-use deadbolt_api::resources::LockTargetSpec;
-use deadbolt_api::{AccessRole, ClusterAuthPreference, Lock, LockEntry, User};
+use deadbolt_api::{AccessRole, ClusterAuthPreference, Lock, LockEntry, TargetKind, User};
 use deadbolt_operator::controller::view_locks::ViewLocks;
 use deadbolt_operator::controller::{
     self, AuditBuffer, AuditSink, Context, ManualClock, Settings, cap, lock, role, user,
@@ -17,17 +16,14 @@ use deadbolt_operator::controller::{
 use deadbolt_operator::leader::Leadership;
 use deadbolt_operator::subscribers::Subscribers;
 use deadbolt_operator::view::ViewStore;
+use deadbolt_testkit::{PATIENCE, at, lock_entry, target};
 use http::{Method, Request, Response};
-use jiff::Timestamp;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tower_test::mock::{self, Handle, SendResponse};
-
-/// Bounds a hung scenario; nothing here waits on real time otherwise.
-const PATIENCE: Duration = Duration::from_secs(10);
 
 const EVENTS_URI: &str = "/apis/events.k8s.io/v1/namespaces/default/events?";
 
@@ -38,10 +34,6 @@ fn fixture<T: DeserializeOwned>(name: &str) -> T {
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{path}: {error}"));
     serde_yaml_ng::from_str(&text).unwrap_or_else(|error| panic!("{path}: {error}"))
-}
-
-fn at(text: &str) -> Timestamp {
-    text.parse().unwrap()
 }
 
 fn hours(n: u64) -> Duration {
@@ -714,16 +706,12 @@ async fn a_suspended_user_with_a_username_is_locked_by_that_name() {
 #[tokio::test]
 async fn a_suspended_user_whose_lock_is_in_the_view_needs_no_write() {
     let Scenario { ctx, server, .. } = scenario("2026-01-01T12:00:01Z");
-    ctx.locks.upsert(LockEntry {
-        name: BOB_LOCK.into(),
-        target: LockTargetSpec {
-            user: Some("bob".into()),
-            ..Default::default()
-        },
-        message: Some("user suspended in identity provider".into()),
-        created: at("2026-01-01T12:00:00Z"),
-        expires_at: None,
-    });
+    ctx.locks.upsert(
+        lock_entry(BOB_LOCK, target(TargetKind::User, "bob"))
+            .message("user suspended in identity provider")
+            .created(at("2026-01-01T12:00:00Z"))
+            .build(),
+    );
     let mut bob: User = fixture("user-synced-suspended.yaml");
     bob.status = Some(
         serde_json::from_value(
@@ -745,16 +733,12 @@ async fn a_suspended_user_whose_lock_is_in_the_view_needs_no_write() {
 async fn unsuspending_removes_the_automatic_lock() {
     let Scenario { ctx, server, .. } = scenario("2026-01-02T09:00:00Z");
     let locks = ViewLocks::default();
-    locks.upsert(LockEntry {
-        name: BOB_LOCK.into(),
-        target: LockTargetSpec {
-            user: Some("bob".into()),
-            ..Default::default()
-        },
-        message: Some("user suspended in identity provider".into()),
-        created: at("2026-01-01T12:00:00Z"),
-        expires_at: None,
-    });
+    locks.upsert(
+        lock_entry(BOB_LOCK, target(TargetKind::User, "bob"))
+            .message("user suspended in identity provider")
+            .created(at("2026-01-01T12:00:00Z"))
+            .build(),
+    );
     let ctx = ctx.with_locks(locks);
     let mut bob: User = fixture("user-synced-suspended.yaml");
     bob.spec.suspended = false;
@@ -812,16 +796,11 @@ async fn unsuspending_removes_the_automatic_lock() {
 #[tokio::test]
 async fn a_lock_with_the_automatic_name_but_another_owner_is_left_alone() {
     let Scenario { ctx, server, .. } = scenario("2026-01-02T09:00:00Z");
-    ctx.locks.upsert(LockEntry {
-        name: BOB_LOCK.into(),
-        target: LockTargetSpec {
-            user: Some("bob".into()),
-            ..Default::default()
-        },
-        message: None,
-        created: at("2026-01-01T12:00:00Z"),
-        expires_at: None,
-    });
+    ctx.locks.upsert(
+        lock_entry(BOB_LOCK, target(TargetKind::User, "bob"))
+            .created(at("2026-01-01T12:00:00Z"))
+            .build(),
+    );
     let mut bob: User = fixture("user-synced-suspended.yaml");
     bob.spec.suspended = false;
     let reply = bob.clone();
@@ -942,16 +921,12 @@ async fn a_capped_temporary_user_is_deleted_30_hours_after_creation() {
 async fn user_status_shows_the_lock_in_force_from_the_view_until_it_expires() {
     let Scenario { ctx, server, .. } = scenario("2026-01-01T00:30:00Z");
     // A role lock on dev, which alice holds.
-    ctx.locks.upsert(LockEntry {
-        name: "maintenance".into(),
-        target: LockTargetSpec {
-            role: Some("dev".into()),
-            ..Default::default()
-        },
-        message: None,
-        created: at("2026-01-01T00:00:00Z"),
-        expires_at: Some(at("2026-01-01T02:00:00Z")),
-    });
+    ctx.locks.upsert(
+        lock_entry("maintenance", target(TargetKind::Role, "dev"))
+            .created(at("2026-01-01T00:00:00Z"))
+            .expires_at(at("2026-01-01T02:00:00Z"))
+            .build(),
+    );
     let alice: User = fixture("user-local.yaml");
     let reply = alice.clone();
     let verifier = server.spawn(|mut server| async move {

@@ -6,33 +6,25 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadbolt_api::LockEntry;
+use deadbolt_api::TargetKind;
 use deadbolt_api::protocol::{ObjectKey, RoleRecord, UserRecord, ViewEvent, ViewObject};
-use deadbolt_api::resources::LockTargetSpec;
 use deadbolt_operator::admin::{Metrics, Readiness};
 use deadbolt_operator::ca::DeadboltCa;
 use deadbolt_operator::shutdown::Shutdown;
 use deadbolt_operator::source::{DirOptions, DirSource};
 use deadbolt_operator::stream::LOCKVIEW_PATH;
 use deadbolt_operator::view::ViewStore;
+use deadbolt_testkit::{lock_entry, target};
 use http::{Method, StatusCode};
-use jiff::Timestamp;
 use support::{Credentials, GOOD_TOKEN, Reply, Server, UNLISTED_TOKEN, eventually};
 
 /// Long enough that heartbeats stay out of the way unless a test wants them.
 const SLOW_HEARTBEAT: Duration = Duration::from_secs(1);
 
 fn lock(name: &str, user: &str) -> ViewObject {
-    ViewObject::Lock(LockEntry {
-        name: name.into(),
-        target: LockTargetSpec {
-            user: Some(user.into()),
-            ..Default::default()
-        },
-        message: Some(format!("{user} is locked")),
-        created: Timestamp::UNIX_EPOCH,
-        expires_at: None,
-    })
+    lock_entry(name, target(TargetKind::User, user))
+        .message(format!("{user} is locked"))
+        .object()
 }
 
 fn expect_snapshot(event: ViewEvent) -> deadbolt_api::protocol::Snapshot {

@@ -24,12 +24,29 @@ pub struct Cli {
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// A PostgreSQL proxy.
+    #[cfg(feature = "postgres")]
     Postgres(DatabaseArgs),
     /// A MySQL/MariaDB proxy.
+    #[cfg(feature = "mysql")]
     Mysql(DatabaseArgs),
     /// A Kubernetes API proxy (kubectl's server): impersonates the
     /// authenticated user upstream, cuts watches, exec and port-forwards.
+    #[cfg(feature = "kube")]
     Kube(KubeArgs),
+}
+
+impl Command {
+    /// The flags every proxy has.
+    pub fn common(&self) -> &CommonArgs {
+        match self {
+            #[cfg(feature = "postgres")]
+            Self::Postgres(args) => &args.common,
+            #[cfg(feature = "mysql")]
+            Self::Mysql(args) => &args.common,
+            #[cfg(feature = "kube")]
+            Self::Kube(args) => &args.common,
+        }
+    }
 }
 
 /// What every proxy needs: where it listens, who it is, where its lock view

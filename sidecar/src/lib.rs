@@ -5,17 +5,26 @@
 //! lock consults), [`gate`] (admission, audit, metrics), [`database`] (the
 //! one session driver of the database proxies) and [`identity`].
 
+//!
+//! Each proxy is a cargo feature (`postgres`, `mysql`, `kube`; all on by
+//! default), so a build of one leaves the others' codecs out.
+
 pub mod args;
 pub mod audit;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub mod credentials;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub mod database;
 pub mod framing;
 pub mod gate;
 pub mod identity;
 pub mod io;
+#[cfg(feature = "kube")]
 pub mod kube;
 pub mod metrics;
+#[cfg(feature = "mysql")]
 pub mod mysql;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod run;
 pub mod session;

@@ -13,13 +13,22 @@ use deadbolt_runtime::tls::{self, CertifiedKey, ClientAuth, ClientTls};
 use deadbolt_runtime::token::{CachePolicy, CachingTokenChecker, TokenChecker, TokenReviewer};
 use tokio::net::TcpListener;
 
-use crate::args::{Cli, Command, CommonArgs, DatabaseArgs, KubeArgs};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use crate::args::DatabaseArgs;
+#[cfg(feature = "kube")]
+use crate::args::KubeArgs;
+use crate::args::{Cli, Command, CommonArgs};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use crate::credentials::UpstreamTlsFlags;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use crate::credentials::{Passwords, UpstreamTls};
 use crate::gate::Gate;
 use crate::identity::Authenticator;
 use crate::metrics::{Metrics, ProxyAdmin};
+#[cfg(feature = "mysql")]
 use crate::mysql::MysqlProxy;
-use crate::postgres::{self, CancelKeys, Passwords, PostgresProxy, UpstreamConfig, UpstreamTls};
+#[cfg(feature = "postgres")]
+use crate::postgres::{self, CancelKeys, PostgresProxy, UpstreamConfig};
 use crate::session::SessionRegistry;
 use crate::view::{ViewClient, ViewClientConfig, ViewCredentials, ViewState, staleness_watchdog};
 
@@ -30,8 +39,11 @@ const STALENESS_CHECK: Duration = Duration::from_millis(100);
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     tls::install_default_provider();
     match cli.command {
+        #[cfg(feature = "postgres")]
         Command::Postgres(args) => run_postgres(args).await,
+        #[cfg(feature = "mysql")]
         Command::Mysql(args) => run_mysql(args).await,
+        #[cfg(feature = "kube")]
         Command::Kube(args) => run_kube(args).await,
     }
 }
@@ -137,6 +149,7 @@ async fn start(common: &CommonArgs, token_audience: Option<&str>) -> anyhow::Res
     })
 }
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 impl DatabaseArgs {
     fn upstream_tls(&self) -> anyhow::Result<Option<UpstreamTls>> {
         UpstreamTls::from_flags(UpstreamTlsFlags {
@@ -178,6 +191,7 @@ async fn until_signal(
     Ok(())
 }
 
+#[cfg(feature = "postgres")]
 async fn run_postgres(args: DatabaseArgs) -> anyhow::Result<()> {
     let started = start(&args.common, Some(&args.token_audience)).await?;
     let tls_config = tls::server_config(
@@ -205,6 +219,7 @@ async fn run_postgres(args: DatabaseArgs) -> anyhow::Result<()> {
     until_signal(started, proxy.serve(listener, shutdown)).await
 }
 
+#[cfg(feature = "mysql")]
 async fn run_mysql(args: DatabaseArgs) -> anyhow::Result<()> {
     let started = start(&args.common, Some(&args.token_audience)).await?;
     let tls_config = tls::server_config(
@@ -231,6 +246,7 @@ async fn run_mysql(args: DatabaseArgs) -> anyhow::Result<()> {
     until_signal(started, proxy.serve(listener, shutdown)).await
 }
 
+#[cfg(feature = "kube")]
 async fn run_kube(args: KubeArgs) -> anyhow::Result<()> {
     let config = crate::kube::upstream::load_config(
         args.upstream_kubeconfig.as_deref(),

@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use deadbolt_api::TargetKind;
 use deadbolt_runtime::logging::{self, LogFormat};
+use deadbolt_testkit::eventually_some;
+use support::eventually;
 use support::operator::{Operator, target};
 use support::postgres::Postgres;
 use support::proxy::{Proxy, user};
-use support::{PATIENCE, eventually};
 
 /// Log lines written so far, shared with the logger.
 #[derive(Clone, Default)]
@@ -68,21 +69,13 @@ async fn a_cut_sessions_log_line_names_its_session_user_and_lock() {
         "Suspicious activity.",
     );
 
-    let deadline = std::time::Instant::now() + PATIENCE;
-    let cut = loop {
-        let found = lines
+    let cut = eventually_some("a \"session cut\" line", || {
+        lines
             .json()
             .into_iter()
-            .find(|line| line["message"] == "session cut");
-        if let Some(line) = found {
-            break line;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no \"session cut\" line"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
+            .find(|line| line["message"] == "session cut")
+    })
+    .await;
     let span = &cut["span"];
     assert_eq!(span["name"], "session", "{cut}");
     assert_eq!(span["user"], "alice", "{cut}");

@@ -62,20 +62,17 @@ mod tests {
     use super::*;
     use deadbolt_api::engine::STALE_VIEW_MESSAGE;
     use deadbolt_api::protocol::{ClusterConfig, RoleRecord, Snapshot, ViewEvent};
-    use deadbolt_api::resources::{LockTargetSpec, RoleOptions};
-    use deadbolt_api::{AccessRoleSpec, LockEntry};
+    use deadbolt_api::resources::RoleOptions;
+    use deadbolt_api::{AccessRoleSpec, TargetKind};
+    use deadbolt_testkit::{lock_entry, target};
 
     fn view() -> ViewReplica {
-        let lock = LockEntry {
-            name: "sa-lock".into(),
-            target: LockTargetSpec {
-                user: Some("system:serviceaccount:shop:builder".into()),
-                ..Default::default()
-            },
-            message: Some("Compromised workload.".into()),
-            created: Timestamp::UNIX_EPOCH,
-            expires_at: None,
-        };
+        let lock = lock_entry(
+            "sa-lock",
+            target(TargetKind::User, "system:serviceaccount:shop:builder"),
+        )
+        .message("Compromised workload.")
+        .build();
         let strict = RoleRecord {
             name: "oncall".into(),
             spec: AccessRoleSpec {

@@ -46,19 +46,14 @@ fn lock_event_uid(kind: AuditEventKind, entry: &LockEntry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deadbolt_api::resources::LockTargetSpec;
+    use deadbolt_api::TargetKind;
+    use deadbolt_testkit::{lock_entry, target, ts};
 
     fn entry(created: i64) -> LockEntry {
-        LockEntry {
-            name: "incident".into(),
-            target: LockTargetSpec {
-                user: Some("alice".into()),
-                ..Default::default()
-            },
-            message: Some("Suspicious activity.".into()),
-            created: Timestamp::from_second(created).unwrap(),
-            expires_at: None,
-        }
+        lock_entry("incident", target(TargetKind::User, "alice"))
+            .message("Suspicious activity.")
+            .created(ts(created))
+            .build()
     }
 
     #[test]

@@ -173,31 +173,23 @@ mod tests {
     use crate::controller::ManualClock;
     use crate::controller::audit::AuditSink;
     use crate::leader::Leadership;
+    use deadbolt_api::TargetKind;
     use deadbolt_api::resources::LockTargetSpec;
+    use deadbolt_testkit::{lock_entry, target, ts as at};
     use futures::StreamExt;
     use futures::future::FutureExt;
     use http::{Request, Response};
     use kube::client::Body;
 
-    fn at(second: i64) -> Timestamp {
-        Timestamp::from_second(second).unwrap()
-    }
-
     fn entry(name: &str, target: LockTargetSpec, expires: Option<i64>) -> LockEntry {
-        LockEntry {
-            name: name.into(),
-            target,
-            message: None,
-            created: at(0),
-            expires_at: expires.map(at),
-        }
+        lock_entry(name, target)
+            .created(at(0))
+            .expires_at(expires.map(at))
+            .build()
     }
 
     fn user(name: &str) -> LockTargetSpec {
-        LockTargetSpec {
-            user: Some(name.into()),
-            ..Default::default()
-        }
+        target(TargetKind::User, name)
     }
 
     fn context(leader: bool) -> (Context, super::super::audit::AuditBuffer) {
@@ -215,25 +207,11 @@ mod tests {
     #[test]
     fn finds_user_and_role_locks_oldest_first() {
         let locks = ViewLocks::default();
-        let mut by_role = entry(
-            "by-role",
-            LockTargetSpec {
-                role: Some("dev".into()),
-                ..Default::default()
-            },
-            None,
-        );
+        let mut by_role = entry("by-role", target(TargetKind::Role, "dev"), None);
         by_role.created = at(-5);
         locks.upsert(entry("by-user", user("alice"), Some(100)));
         locks.upsert(by_role);
-        locks.upsert(entry(
-            "by-login",
-            LockTargetSpec {
-                login: Some("alice".into()),
-                ..Default::default()
-            },
-            None,
-        ));
+        locks.upsert(entry("by-login", target(TargetKind::Login, "alice"), None));
         let roles = vec!["dev".to_string()];
         let found = |now, ignoring| {
             locks
@@ -263,10 +241,7 @@ mod tests {
         store.upsert(ViewObject::Lock(entry("a", user("alice"), None)));
         store.upsert(ViewObject::Lock(entry(
             "srv",
-            LockTargetSpec {
-                server_id: Some("p1".into()),
-                ..Default::default()
-            },
+            target(TargetKind::ServerId, "p1"),
             None,
         )));
         store.delete(&ObjectKey::Lock("a".into()));

@@ -58,22 +58,12 @@ pub fn object_key(object: &ViewObject) -> Option<ObjectKey> {
 /// Objects the unit tests of several modules build views from.
 #[cfg(test)]
 pub(crate) mod fixtures {
-    use deadbolt_api::LockEntry;
+    use deadbolt_api::TargetKind;
     use deadbolt_api::protocol::ViewObject;
-    use deadbolt_api::resources::LockTargetSpec;
-    use jiff::Timestamp;
+    use deadbolt_testkit::{lock_entry, target};
 
     /// A lock named `name` on the user `name`, created at the epoch, never expiring.
     pub(crate) fn user_lock(name: &str) -> ViewObject {
-        ViewObject::Lock(LockEntry {
-            name: name.into(),
-            target: LockTargetSpec {
-                user: Some(name.into()),
-                ..Default::default()
-            },
-            message: None,
-            created: Timestamp::UNIX_EPOCH,
-            expires_at: None,
-        })
+        lock_entry(name, target(TargetKind::User, name)).object()
     }
 }

@@ -342,20 +342,11 @@ fn key_name(key: &ObjectKey) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deadbolt_api::LockingMode;
-    use deadbolt_api::resources::LockTargetSpec;
+    use deadbolt_api::{LockingMode, TargetKind};
+    use deadbolt_testkit::{lock_entry, target};
 
     fn lock(name: &str, user: &str) -> LockEntry {
-        LockEntry {
-            name: name.into(),
-            target: LockTargetSpec {
-                user: Some(user.into()),
-                ..Default::default()
-            },
-            message: None,
-            created: Timestamp::UNIX_EPOCH,
-            expires_at: None,
-        }
+        lock_entry(name, target(TargetKind::User, user)).build()
     }
 
     fn role(name: &str) -> RoleRecord {

@@ -27,8 +27,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// The generous bound on anything a test waits for.
-pub const PATIENCE: Duration = Duration::from_secs(10);
+/// Waiting comes from the workspace's test kit; re-exported so the suites and
+/// benches that include this module find it here.
+pub use deadbolt_testkit::{PATIENCE, eventually};
 
 /// The token of ServiceAccount `shop/proxy`, bound to pod `db-proxy-0`;
 /// `shop/proxy` is on the server's subscriber list.
@@ -345,17 +346,5 @@ impl Subscription {
             .send(Ok(bytes.into()))
             .await
             .expect("the ack stream is closed");
-    }
-}
-
-/// Polls `condition` until it holds, for at most [`PATIENCE`].
-pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -5,38 +5,21 @@
 //! flight, numbered as the next packet of the exchange, or, when the session
 //! is idle, as the answer to the client's next command.
 //!
-//! Only first packets of payloads are looked at: the command byte, and the
-//! first bytes of each server packet (OK, ERR, EOF, column count). Rows and
-//! column definitions are counted, not decoded.
+//! Only first packets of payloads are looked at: the command byte (as
+//! `mysql_common`'s `Command`), and the first bytes of each server packet
+//! (OK, ERR, EOF, column count, `COM_STMT_PREPARE_OK`), which
+//! [`super::messages`] reads. Rows and column definitions are counted, not
+//! decoded.
 
 use std::collections::VecDeque;
 
 use mysql_common::constants::{CapabilityFlags, StatusFlags};
-use mysql_common::io::ParseBuf;
 
-use super::wire::MAX_PAYLOAD;
-
-/// `COM_QUIT`.
-pub const COM_QUIT: u8 = 0x01;
-const COM_QUERY: u8 = 0x03;
-const COM_FIELD_LIST: u8 = 0x04;
-const COM_PROCESS_INFO: u8 = 0x0a;
-/// `COM_CHANGE_USER`, which would log in as another database user behind the
-/// proxy's back.
-pub const COM_CHANGE_USER: u8 = 0x11;
-const COM_BINLOG_DUMP: u8 = 0x12;
-const COM_TABLE_DUMP: u8 = 0x13;
-const COM_STMT_PREPARE: u8 = 0x16;
-const COM_STMT_EXECUTE: u8 = 0x17;
-const COM_STMT_SEND_LONG_DATA: u8 = 0x18;
-const COM_STMT_CLOSE: u8 = 0x19;
-const COM_STMT_FETCH: u8 = 0x1c;
-const COM_BINLOG_DUMP_GTID: u8 = 0x1e;
-
-const OK: u8 = 0x00;
-const LOCAL_INFILE: u8 = 0xfb;
-const EOF: u8 = 0xfe;
-const ERR: u8 = 0xff;
+use super::messages::{
+    Command, EOF, ERR, LOCAL_INFILE, OK, column_count, command, eof_status, ok_status,
+    prepare_counts, terminator_status,
+};
+use super::packet::MAX_PAYLOAD;
 
 /// How far the server is into its response to one command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,12 +61,13 @@ pub enum ClientPacket {
     /// Forward it.
     Forward,
     /// Answer it with an error instead of forwarding it.
-    Refuse(u8),
+    Refuse(Command),
 }
 
 /// The state of one relayed session.
 #[derive(Debug)]
 pub struct Exchange {
+    capabilities: CapabilityFlags,
     deprecate_eof: bool,
     pending: VecDeque<Step>,
     last_seq: u8,
@@ -95,6 +79,7 @@ impl Exchange {
     /// A session that has just logged in with these capabilities.
     pub fn new(capabilities: CapabilityFlags) -> Self {
         Self {
+            capabilities,
             deprecate_eof: capabilities.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
             pending: VecDeque::new(),
             last_seq: 0,
@@ -149,20 +134,26 @@ impl Exchange {
         if seq != 0 {
             return ClientPacket::Forward;
         }
-        let Some(&command) = payload.first() else {
+        let Some(&byte) = payload.first() else {
             return ClientPacket::Forward;
         };
-        let step = match command {
-            COM_CHANGE_USER => {
+        let step = match command(byte) {
+            Some(Command::COM_CHANGE_USER) => {
                 self.client_continues = false;
-                return ClientPacket::Refuse(command);
+                return ClientPacket::Refuse(Command::COM_CHANGE_USER);
             }
-            COM_QUIT | COM_STMT_CLOSE | COM_STMT_SEND_LONG_DATA => None,
-            COM_QUERY | COM_STMT_EXECUTE | COM_PROCESS_INFO => Some(Step::Result),
-            COM_STMT_PREPARE => Some(Step::Prepare),
-            COM_STMT_FETCH => Some(Step::Rows),
-            COM_FIELD_LIST => Some(Step::FieldList),
-            COM_BINLOG_DUMP | COM_BINLOG_DUMP_GTID | COM_TABLE_DUMP => Some(Step::Stream),
+            Some(
+                Command::COM_QUIT | Command::COM_STMT_CLOSE | Command::COM_STMT_SEND_LONG_DATA,
+            ) => None,
+            Some(Command::COM_QUERY | Command::COM_STMT_EXECUTE | Command::COM_PROCESS_INFO) => {
+                Some(Step::Result)
+            }
+            Some(Command::COM_STMT_PREPARE) => Some(Step::Prepare),
+            Some(Command::COM_STMT_FETCH) => Some(Step::Rows),
+            Some(Command::COM_FIELD_LIST) => Some(Step::FieldList),
+            Some(
+                Command::COM_BINLOG_DUMP | Command::COM_BINLOG_DUMP_GTID | Command::COM_TABLE_DUMP,
+            ) => Some(Step::Stream),
             _ => Some(Step::Single),
         };
         self.pending.extend(step);
@@ -201,7 +192,7 @@ impl Exchange {
                 }
             }
             Step::Eof { next } => {
-                if status_of_eof(payload).contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
+                if eof_status(payload).contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
                     None
                 } else {
                     self.resolve(next)
@@ -209,7 +200,7 @@ impl Exchange {
             }
             Step::Rows => {
                 if self.is_terminator(length, payload) {
-                    self.more_results(terminator_status(payload, self.deprecate_eof))
+                    self.more_results(terminator_status(payload, self.capabilities))
                 } else {
                     Some(Step::Rows)
                 }
@@ -251,7 +242,7 @@ impl Exchange {
     /// The first packet of a result.
     fn result(&self, payload: &[u8]) -> Option<Step> {
         match payload.first().copied() {
-            Some(OK) => self.more_results(ok_status(payload)),
+            Some(OK) => self.more_results(ok_status(payload, self.capabilities)),
             Some(LOCAL_INFILE) => Some(Step::LocalInfile),
             _ => match column_count(payload) {
                 Some(columns) if columns > 0 => Some(Step::Definitions {
@@ -296,52 +287,15 @@ impl Exchange {
     }
 }
 
-/// The column count that starts a result set.
-fn column_count(payload: &[u8]) -> Option<u64> {
-    ParseBuf(payload).checked_eat_lenenc_int()
-}
-
-/// The status flags of an OK packet: header, affected rows, last insert id, status.
-fn ok_status(payload: &[u8]) -> Option<StatusFlags> {
-    let mut buffer = ParseBuf(payload.get(1..)?);
-    buffer.checked_eat_lenenc_int()?;
-    buffer.checked_eat_lenenc_int()?;
-    buffer
-        .checked_eat_u16_le()
-        .map(StatusFlags::from_bits_truncate)
-}
-
-/// The status flags of an EOF packet: header, warnings, status.
-fn status_of_eof(payload: &[u8]) -> StatusFlags {
-    let mut buffer = ParseBuf(payload.get(3..).unwrap_or_default());
-    buffer
-        .checked_eat_u16_le()
-        .map_or(StatusFlags::empty(), StatusFlags::from_bits_truncate)
-}
-
-fn terminator_status(payload: &[u8], deprecate_eof: bool) -> Option<StatusFlags> {
-    if deprecate_eof {
-        ok_status(payload)
-    } else {
-        Some(status_of_eof(payload))
-    }
-}
-
-/// Columns and parameters of a `COM_STMT_PREPARE_OK`: header, statement id,
-/// columns, parameters.
-fn prepare_counts(payload: &[u8]) -> Option<(u64, u64)> {
-    if payload.first() != Some(&OK) {
-        return None;
-    }
-    let mut buffer = ParseBuf(payload.get(5..)?);
-    let columns = buffer.checked_eat_u16_le()?;
-    let params = buffer.checked_eat_u16_le()?;
-    Some((columns.into(), params.into()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const COM_QUIT: u8 = Command::COM_QUIT as u8;
+    const COM_CHANGE_USER: u8 = Command::COM_CHANGE_USER as u8;
+    const COM_STMT_EXECUTE: u8 = Command::COM_STMT_EXECUTE as u8;
+    const COM_STMT_CLOSE: u8 = Command::COM_STMT_CLOSE as u8;
+    const COM_STMT_FETCH: u8 = Command::COM_STMT_FETCH as u8;
 
     const MORE: u16 = 0x0008;
     const CURSOR: u16 = 0x0040;
@@ -563,7 +517,7 @@ mod tests {
         let mut script = Script::new(true);
         assert_eq!(
             script.command(b"\x11root\x00"),
-            ClientPacket::Refuse(COM_CHANGE_USER)
+            ClientPacket::Refuse(Command::COM_CHANGE_USER)
         );
         assert!(script.idle());
         assert_eq!(script.command(&[COM_QUIT]), ClientPacket::Forward);
@@ -610,7 +564,7 @@ mod tests {
                 let answer = exchange.client_packet(payload.len(), seq, &payload);
                 // Only a COM_CHANGE_USER command is ever refused.
                 if answer != ClientPacket::Forward {
-                    assert_eq!(answer, ClientPacket::Refuse(COM_CHANGE_USER));
+                    assert_eq!(answer, ClientPacket::Refuse(Command::COM_CHANGE_USER));
                     assert_eq!((seq, payload.first()), (0, Some(&COM_CHANGE_USER)));
                 }
             } else {

@@ -12,6 +12,8 @@
 
 mod exchange;
 mod handshake;
+mod messages;
+mod packet;
 mod relay;
 mod upstream;
 pub mod wire;
@@ -21,7 +23,7 @@ pub mod wire;
 #[doc(hidden)]
 pub mod fuzzing {
     pub use super::exchange::{ClientPacket, Exchange};
-    pub use super::handshake::{ClientHello, parse_hello};
+    pub use super::messages::{ClientHello, parse_hello};
 }
 
 pub use upstream::{ServerProfile, UpstreamConfig, UpstreamError};
@@ -42,7 +44,9 @@ use crate::audit::SessionFacts;
 use crate::database::{self, DatabaseProtocol, LoggedIn, Login};
 use crate::gate::{Ending, Gate, LiveSession};
 use crate::identity::Authenticator;
-use handshake::{Greeting, Opened};
+use handshake::Opened;
+use messages::{ACCESS_DENIED, ClientHello, Command, ErrorCode, Greeting, send_error};
+use packet::WireError;
 
 /// Connection attributes the proxy adds to the upstream login: who is behind
 /// the session, for the database's own records (`performance_schema`).
@@ -185,7 +189,7 @@ impl MysqlProxy {
     /// set those attributes itself).
     async fn login_upstream(
         &self,
-        hello: &handshake::ClientHello,
+        hello: &ClientHello,
         capabilities: CapabilityFlags,
         principal: &CertIdentity,
         sid: &str,
@@ -219,10 +223,10 @@ impl MysqlProxy {
         &self,
         opened: &mut Opened,
         facts: &SessionFacts,
-        code: wire::ErrorCode,
+        code: ErrorCode,
         reason: String,
     ) -> Login<Client> {
-        wire::send_error(&mut opened.stream, opened.next_seq, code, &reason).await;
+        send_error(&mut opened.stream, opened.next_seq, code, &reason).await;
         self.gate.reject(facts, &reason);
         Login::Refused(reason)
     }
@@ -282,7 +286,7 @@ impl DatabaseProtocol for MysqlProxy {
         if opened.hello.user.is_empty() {
             let reason = "the handshake response names no user".to_string();
             return self
-                .refuse_login(&mut opened, facts, wire::ACCESS_DENIED, reason)
+                .refuse_login(&mut opened, facts, ACCESS_DENIED, reason)
                 .await;
         }
         let login = opened.hello.user.clone();
@@ -301,14 +305,9 @@ impl DatabaseProtocol for MysqlProxy {
                 Err(error) => {
                     self.gate.metrics.protocol_errors.inc();
                     let reason = error.to_string();
-                    if !matches!(error, wire::WireError::Closed | wire::WireError::Io(_)) {
-                        wire::send_error(
-                            &mut opened.stream,
-                            opened.next_seq,
-                            error.code(),
-                            &reason,
-                        )
-                        .await;
+                    if !matches!(error, WireError::Closed | WireError::Io(_)) {
+                        send_error(&mut opened.stream, opened.next_seq, error.code(), &reason)
+                            .await;
                     }
                     return Login::Refused(reason);
                 }
@@ -332,7 +331,7 @@ impl DatabaseProtocol for MysqlProxy {
                 }))
             }
             Err(error) => {
-                self.refuse_login(&mut opened, facts, wire::ACCESS_DENIED, error.to_string())
+                self.refuse_login(&mut opened, facts, ACCESS_DENIED, error.to_string())
                     .await
             }
         }
@@ -340,10 +339,10 @@ impl DatabaseProtocol for MysqlProxy {
 
     async fn refuse(&self, client: &mut Client, refusal: &Refusal) {
         let opened = &mut client.opened;
-        wire::send_error(
+        send_error(
             &mut opened.stream,
             opened.next_seq,
-            wire::ACCESS_DENIED,
+            ACCESS_DENIED,
             &refusal.message(),
         )
         .await;
@@ -366,7 +365,7 @@ impl DatabaseProtocol for MysqlProxy {
 
     async fn refuse_upstream(&self, client: &mut Client, error: &UpstreamError) {
         let opened = &mut client.opened;
-        wire::send_error(
+        send_error(
             &mut opened.stream,
             opened.next_seq,
             error.code(),
@@ -376,7 +375,7 @@ impl DatabaseProtocol for MysqlProxy {
     }
 
     async fn abandon(&self, mut upstream: upstream::Upstream) {
-        let (quit, _) = wire::frame(0, &[exchange::COM_QUIT]);
+        let (quit, _) = packet::frame(0, &[Command::COM_QUIT as u8]);
         let _ = upstream.stream.write_all(&quit).await;
         let _ = upstream.stream.shutdown().await;
     }
@@ -387,7 +386,7 @@ impl DatabaseProtocol for MysqlProxy {
         upstream: &mut upstream::Upstream,
     ) -> std::io::Result<()> {
         let opened = &mut client.opened;
-        wire::write_payload(&mut opened.stream, opened.next_seq, &upstream.ok)
+        packet::write_payload(&mut opened.stream, opened.next_seq, &upstream.ok)
             .await
             .map(|_| ())
     }

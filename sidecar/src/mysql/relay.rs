@@ -8,13 +8,14 @@ use deadbolt_api::engine::Denial;
 use mysql_common::constants::CapabilityFlags;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::exchange::{COM_QUIT, ClientPacket, Exchange};
-use super::wire::{self, PacketBuffer};
+use super::exchange::{ClientPacket, Exchange};
+use super::messages::{CONNECTION_KILLED, Command, NOT_SUPPORTED, err_payload};
+use super::packet::{self, MAX_PAYLOAD, PacketBuffer, packet_fields};
 use crate::gate::{Ending, LiveSession};
 use crate::io::{ByteStream, CUT_GRACE, write_or_cut};
 
 /// `COM_QUIT`, as the first packet of a command.
-const QUIT: [u8; 5] = [1, 0, 0, 0, COM_QUIT];
+const QUIT: [u8; 5] = [1, 0, 0, 0, Command::COM_QUIT as u8];
 /// What a client that tries to become another database user is told.
 const CHANGE_USER_REFUSED: &str =
     "COM_CHANGE_USER is not supported through the Deadbolt proxy: reconnect as the other user";
@@ -67,7 +68,7 @@ pub async fn relay(
                 }
                 let mut whole = Vec::new();
                 while let Some(packet) = from_server.next_packet() {
-                    let (length, seq, payload) = wire::packet_fields(&packet);
+                    let (length, seq, payload) = packet_fields(&packet);
                     exchange.server_packet(length, seq, payload);
                     whole.extend_from_slice(&packet);
                 }
@@ -90,23 +91,19 @@ async fn forward_client_packets(
 ) -> Result<(), Ending> {
     let mut whole = Vec::new();
     while let Some(packet) = from_client.next_packet() {
-        let (length, seq, payload) = wire::packet_fields(&packet);
+        let (length, seq, payload) = packet_fields(&packet);
         match exchange.client_packet(length, seq, payload) {
             ClientPacket::Forward => whole.extend_from_slice(&packet),
             ClientPacket::Refuse(_) => {
                 write_or_cut(upstream, &whole, session).await?;
                 whole.clear();
-                if !exchange.is_idle() || length == wire::MAX_PAYLOAD {
+                if !exchange.is_idle() || length == MAX_PAYLOAD {
                     let _ = upstream.write_all(&QUIT).await;
                     return Err(Ending::Failed(
                         "the client sent COM_CHANGE_USER in the middle of an exchange".into(),
                     ));
                 }
-                let refusal = wire::frame(
-                    1,
-                    &wire::err_payload(wire::NOT_SUPPORTED, CHANGE_USER_REFUSED),
-                )
-                .0;
+                let refusal = packet::frame(1, &err_payload(NOT_SUPPORTED, CHANGE_USER_REFUSED)).0;
                 write_or_cut(client, &refusal, session).await?;
             }
         }
@@ -132,10 +129,10 @@ async fn cut(
         .await
         .unwrap_or(false);
     if at_boundary {
-        let error = wire::err_payload(wire::CONNECTION_KILLED, denial.message());
+        let error = err_payload(CONNECTION_KILLED, denial.message());
         let _ = tokio::time::timeout(
             CUT_GRACE,
-            wire::write_payload(client, exchange.next_server_seq(), &error),
+            packet::write_payload(client, exchange.next_server_seq(), &error),
         )
         .await;
     }
@@ -157,7 +154,7 @@ async fn finish_server_payload(
 ) -> bool {
     loop {
         while let Some(packet) = from_server.next_packet() {
-            let (length, seq, payload) = wire::packet_fields(&packet);
+            let (length, seq, payload) = packet_fields(&packet);
             exchange.server_packet(length, seq, payload);
             if client.write_all(&packet).await.is_err() {
                 return false;

@@ -12,19 +12,21 @@ use std::time::Duration;
 use mysql_common::auth::plugins::{AuthProc, ChallengeResponsePlugin, Context, Response};
 use mysql_common::constants::CapabilityFlags;
 use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, HandshakePacket, SslRequest};
-use mysql_common::proto::MySerialize;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::wire::{self, ByteStream, ErrorCode, LoginRequest, WireError};
+use super::messages::{
+    self, ACCESS_DENIED, ErrorCode, LoginRequest, NOT_SUPPORTED, PROTOCOL_VERSION,
+    UPSTREAM_UNREACHABLE, check_greeting, decode, parse_error,
+};
+use super::packet::{self, WireError};
 use crate::credentials::{Passwords, UpstreamTls};
+use crate::io::ByteStream;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest packet the upstream may send before the session starts (an
 /// RSA public key is the largest).
 const MAX_AUTH_PACKET: usize = 1 << 20;
-/// The protocol version of every MySQL since 3.21.
-const PROTOCOL_VERSION: u8 = 10;
 /// Authentication exchanges are short; a server that keeps asking is broken.
 const MAX_AUTH_ROUNDS: usize = 8;
 
@@ -122,11 +124,9 @@ impl UpstreamError {
     pub fn code(&self) -> ErrorCode {
         match self {
             UpstreamError::Refused { code, .. } => *code,
-            UpstreamError::Unsupported(_) => wire::ACCESS_DENIED,
-            UpstreamError::Incompatible(_) => wire::NOT_SUPPORTED,
-            UpstreamError::Unreachable { .. } | UpstreamError::Wire(_) => {
-                wire::UPSTREAM_UNREACHABLE
-            }
+            UpstreamError::Unsupported(_) => ACCESS_DENIED,
+            UpstreamError::Incompatible(_) => NOT_SUPPORTED,
+            UpstreamError::Unreachable { .. } | UpstreamError::Wire(_) => UPSTREAM_UNREACHABLE,
         }
     }
 }
@@ -147,13 +147,13 @@ impl UpstreamConfig {
             .map_err(|error| self.unreachable(error))?;
         tcp.set_nodelay(true)
             .map_err(|error| self.unreachable(error))?;
-        let packet = wire::read_expected(&mut tcp, 0, MAX_AUTH_PACKET).await?;
+        let packet = packet::read_expected(&mut tcp, 0, MAX_AUTH_PACKET).await?;
         if packet.payload.first() == Some(&0xff) {
-            let (code, message) = wire::parse_error(&packet.payload)?;
+            let (code, message) = parse_error(&packet.payload)?;
             return Err(UpstreamError::Refused { code, message });
         }
-        wire::check_greeting(&packet.payload)?;
-        let handshake: HandshakePacket<'_> = wire::decode(&packet.payload, ())?;
+        check_greeting(&packet.payload)?;
+        let handshake: HandshakePacket<'_> = decode(&packet.payload, ())?;
         if handshake.protocol_version() != PROTOCOL_VERSION {
             return Err(UpstreamError::Unsupported(format!(
                 "protocol version {}",
@@ -214,10 +214,12 @@ impl Greeted {
                 }
                 capabilities |= CapabilityFlags::CLIENT_SSL;
                 let mut tcp = self.tcp;
-                let mut request = Vec::new();
-                SslRequest::new(capabilities, login.max_packet_size, login.collation)
-                    .serialize(&mut request);
-                seq = wire::write_payload(&mut tcp, seq, &request)
+                let request = messages::encode(&SslRequest::new(
+                    capabilities,
+                    login.max_packet_size,
+                    login.collation,
+                ));
+                seq = packet::write_payload(&mut tcp, seq, &request)
                     .await
                     .map_err(WireError::Io)?;
                 let stream = TlsConnector::from(tls.config.clone())
@@ -251,12 +253,12 @@ impl Greeted {
             auth_plugin: auth.plugin.as_bytes(),
             attributes: &login.attributes,
         };
-        seq = wire::write_payload(&mut stream, seq, &request.encode())
+        seq = packet::write_payload(&mut stream, seq, &request.encode())
             .await
             .map_err(WireError::Io)?;
 
         for _ in 0..MAX_AUTH_ROUNDS {
-            let packet = wire::read_expected(&mut stream, seq, MAX_AUTH_PACKET).await?;
+            let packet = packet::read_expected(&mut stream, seq, MAX_AUTH_PACKET).await?;
             seq = packet.seq.wrapping_add(1);
             let reply = match packet.payload.first() {
                 Some(0x00) => {
@@ -266,7 +268,7 @@ impl Greeted {
                     });
                 }
                 Some(0xff) => {
-                    let (code, message) = wire::parse_error(&packet.payload)?;
+                    let (code, message) = parse_error(&packet.payload)?;
                     return Err(UpstreamError::Refused { code, message });
                 }
                 Some(0xfe) if packet.payload.len() == 1 => {
@@ -275,7 +277,7 @@ impl Greeted {
                     ));
                 }
                 Some(0xfe) => {
-                    let switch: AuthSwitchRequest<'_> = wire::decode(&packet.payload, ())?;
+                    let switch: AuthSwitchRequest<'_> = decode(&packet.payload, ())?;
                     auth = Authentication::start(
                         switch.auth_plugin().into_owned(),
                         switch.plugin_data().to_vec(),
@@ -293,7 +295,7 @@ impl Greeted {
                 }
             };
             if let Some(reply) = reply {
-                seq = wire::write_payload(&mut stream, seq, &reply)
+                seq = packet::write_payload(&mut stream, seq, &reply)
                     .await
                     .map_err(WireError::Io)?;
             }
@@ -399,6 +401,7 @@ mod tests {
     use super::*;
     use mysql_common::packets::HandshakeResponse;
     use mysql_common::proto::MyDeserialize as _;
+    use mysql_common::proto::MySerialize;
     use tokio::io::AsyncWriteExt;
     use tokio::net::TcpListener;
 
@@ -460,19 +463,21 @@ mod tests {
         let task = tokio::spawn(async move {
             let (mut tcp, _) = listener.accept().await.unwrap();
             let mut seq =
-                wire::write_payload(&mut tcp, 0, &greeting(plugin, server_capabilities()))
+                packet::write_payload(&mut tcp, 0, &greeting(plugin, server_capabilities()))
                     .await
                     .unwrap();
             let mut received = Vec::new();
-            let Ok(response) = wire::read_expected(&mut tcp, seq, 1 << 20).await else {
+            let Ok(response) = packet::read_expected(&mut tcp, seq, 1 << 20).await else {
                 return received;
             };
             seq = response.seq.wrapping_add(1);
             received.push(response.payload);
             for (payload, read_reply) in script {
-                seq = wire::write_payload(&mut tcp, seq, &payload).await.unwrap();
+                seq = packet::write_payload(&mut tcp, seq, &payload)
+                    .await
+                    .unwrap();
                 if read_reply {
-                    let Ok(reply) = wire::read_expected(&mut tcp, seq, 1 << 20).await else {
+                    let Ok(reply) = packet::read_expected(&mut tcp, seq, 1 << 20).await else {
                         return received;
                     };
                     seq = reply.seq.wrapping_add(1);

@@ -129,7 +129,7 @@ fn fields_are_terminated(mut body: &[u8]) -> bool {
     }
 }
 
-/// Decodes a whole message with pgwire, after [`check_structure`]. pgwire's
+/// Decodes a whole message with pgwire, after `check_structure`. pgwire's
 /// decoders index into the buffer, so anything the check misses is still
 /// caught here rather than unwinding through the proxy.
 pub fn decode<M: Message>(mut message: BytesMut) -> Result<M, WireError> {

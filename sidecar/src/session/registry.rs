@@ -263,7 +263,7 @@ fn tell(entry: &Entry, denial: &Denial) -> bool {
 mod tests {
     use super::*;
     use deadbolt_api::TargetKind;
-    use deadbolt_api::resources::LockTargetSpec;
+    use deadbolt_testkit::{lock_entry, target};
 
     fn subject(user: &str) -> Arc<Subject> {
         Arc::new(Subject {
@@ -276,15 +276,7 @@ mod tests {
     }
 
     fn lock_on(kind: TargetKind, value: &str) -> LockEntry {
-        let mut target = LockTargetSpec::default();
-        *target.field_mut(kind) = Some(value.into());
-        LockEntry {
-            name: "l".into(),
-            target,
-            message: Some("m".into()),
-            created: jiff::Timestamp::UNIX_EPOCH,
-            expires_at: None,
-        }
+        lock_entry("l", target(kind, value)).message("m").build()
     }
 
     #[tokio::test]

@@ -329,6 +329,7 @@ fn identify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deadbolt_api::TargetKind;
     use deadbolt_api::access::AccessDenied;
     use deadbolt_api::engine::{Denial, LockEntry};
     use deadbolt_api::protocol::{ClusterConfig, RoleRecord, Snapshot, UserRecord, ViewObject};
@@ -336,6 +337,7 @@ mod tests {
         AccessRoleSpec, LockTargetSpec, RoleConditions, RoleOptions, UserSpec,
     };
     use deadbolt_runtime::clock::ManualClock;
+    use deadbolt_testkit::{lock_entry, target};
 
     /// A role for everyone in `staff`: any database user, database and proxy.
     fn any_database() -> RoleRecord {
@@ -383,13 +385,10 @@ mod tests {
     }
 
     fn lock(name: &str, target: LockTargetSpec) -> LockEntry {
-        LockEntry {
-            name: name.into(),
-            target,
-            message: Some("maintenance".into()),
-            created: Timestamp::now(),
-            expires_at: None,
-        }
+        lock_entry(name, target)
+            .message("maintenance")
+            .created(Timestamp::now())
+            .build()
     }
 
     #[tokio::test]
@@ -403,10 +402,7 @@ mod tests {
             .apply(snapshot(60_000, LockingMode::BestEffort))
             .unwrap();
         let mut admission = state.admit(&alice(), as_login("app")).unwrap();
-        let on_login = LockTargetSpec {
-            login: Some("app".into()),
-            ..Default::default()
-        };
+        let on_login = target(TargetKind::Login, "app");
         state
             .apply(ViewEvent::Upsert {
                 revision: 2,
@@ -485,10 +481,7 @@ mod tests {
                 object: ViewObject::User(grant),
             })
             .unwrap();
-        let on_role = LockTargetSpec {
-            role: Some("oncall".into()),
-            ..Default::default()
-        };
+        let on_role = target(TargetKind::Role, "oncall");
         state
             .apply(ViewEvent::Upsert {
                 revision: 3,
@@ -507,10 +500,7 @@ mod tests {
         state
             .apply(snapshot(60_000, LockingMode::BestEffort))
             .unwrap();
-        let on_role = LockTargetSpec {
-            role: Some("contractor".into()),
-            ..Default::default()
-        };
+        let on_role = target(TargetKind::Role, "contractor");
         state
             .apply(ViewEvent::Upsert {
                 revision: 2,

@@ -19,6 +19,7 @@ use deadbolt_sidecar::identity::Authenticator;
 use deadbolt_sidecar::kube::{self, KubeProxy};
 use deadbolt_sidecar::metrics::Metrics;
 use deadbolt_sidecar::view::ViewState;
+use deadbolt_testkit::poll;
 use futures::future::BoxFuture;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -327,35 +328,30 @@ impl Running {
 
     /// Waits until its output has `count` lines containing `needle`.
     pub async fn wait_for_lines(&self, needle: &str, count: usize) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while self.stdout().lines().filter(|l| l.contains(needle)).count() < count {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "kubectl never printed {count} lines with {needle:?}; stdout: {} stderr: {}",
-                self.stdout(),
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let printed = poll(PATIENCE, || {
+            (self.stdout().lines().filter(|l| l.contains(needle)).count() >= count).then_some(())
+        })
+        .await;
+        assert!(
+            printed.is_some(),
+            "kubectl never printed {count} lines with {needle:?}; stdout: {} stderr: {}",
+            self.stdout(),
+            self.stderr()
+        );
     }
 
     /// Waits for it to exit.
     pub async fn wait(&mut self) -> ExitStatus {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the capture threads take the last bytes.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
+        let Some(status) = poll(PATIENCE, || self.child.try_wait().unwrap()).await else {
+            panic!(
                 "kubectl is still running; stdout: {} stderr: {}",
                 self.stdout(),
                 self.stderr()
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        };
+        // Let the capture threads take the last bytes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status
     }
 
     /// Whether it is still running.

@@ -15,9 +15,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use deadbolt_operator::ca::DeadboltCa;
 use deadbolt_runtime::body::ChannelBody;
-use deadbolt_runtime::tls::{self, ClientAuth};
+use deadbolt_testkit::tls::TestCa;
 use futures::{SinkExt, StreamExt};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version, header};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -92,7 +91,7 @@ pub struct FakeApiServer {
     /// Where it listens.
     pub addr: SocketAddr,
     /// The cluster CA that signed its serving certificate.
-    pub ca: Arc<DeadboltCa>,
+    pub ca: Arc<TestCa>,
     /// The only bearer token it accepts (the proxy's).
     pub token: String,
     state: Arc<State>,
@@ -119,19 +118,8 @@ impl FakeApiServer {
     /// Starts serving, with watch events every `event_interval`, each padded
     /// with `event_padding` bytes of data (to fill a client that does not read).
     pub async fn start_with(event_interval: Duration, event_padding: usize) -> Self {
-        let ca = Arc::new(DeadboltCa::generate().unwrap());
-        let serving = ca
-            .issue_serving_cert(
-                &["localhost".into(), "127.0.0.1".into()],
-                Duration::from_secs(3600),
-            )
-            .unwrap();
-        let config = tls::server_config(
-            serving.certified_key().unwrap(),
-            ClientAuth::None,
-            &[b"h2", b"http/1.1"],
-        )
-        .unwrap();
+        let ca = Arc::new(TestCa::new());
+        let config = ca.localhost_config(&[b"h2", b"http/1.1"]);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let token = format!("proxy-token-{}", uuid::Uuid::new_v4());

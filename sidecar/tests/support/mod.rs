@@ -19,28 +19,6 @@ pub mod proxy;
 pub mod proxy_process;
 pub mod stats;
 
-use std::time::Duration;
-
-/// The generous bound on anything a test waits for.
-pub const PATIENCE: Duration = Duration::from_secs(20);
-
-/// Polls `check` until it holds or [`PATIENCE`] runs out.
-pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A free loopback port (bound and released; the caller binds it right away).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// Waiting and free ports come from the workspace's test kit; re-exported so
+/// the modules here and the benches that include this harness find them.
+pub use deadbolt_testkit::{PATIENCE, eventually, free_port};

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadbolt_api::engine::LockEntry;
 use deadbolt_api::protocol::{ClusterConfig, ObjectKey, RoleRecord, ViewObject};
 use deadbolt_api::resources::{AccessRoleSpec, LockTargetSpec, LockingMode, RoleConditions};
 use deadbolt_operator::admin::{Metrics, Readiness};
@@ -21,8 +20,14 @@ use deadbolt_sidecar::session::SessionRegistry;
 use deadbolt_sidecar::view::{
     ViewClient, ViewClientConfig, ViewCredentials, ViewState, staleness_watchdog,
 };
+use deadbolt_testkit::lock_entry;
+use jiff::{SignedDuration, Timestamp};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+/// Targets for [`Operator::lock`], where the suites and benches import them.
+#[allow(unused_imports)]
+pub use deadbolt_testkit::target;
 
 /// The group whose members the test operator's `db-all` role lets reach any
 /// database user and database on any proxy ([`super::proxy::user`] puts users in it).
@@ -84,19 +89,8 @@ impl Operator {
     }
 
     async fn serve(&mut self) {
-        let serving = self
-            .ca
-            .issue_serving_cert(
-                &["localhost".into(), "127.0.0.1".into()],
-                Duration::from_secs(3600),
-            )
-            .unwrap();
-        let config = tls::server_config(
-            serving.certified_key().unwrap(),
-            ClientAuth::Optional(self.ca.root_store().unwrap()),
-            &[b"h2"],
-        )
-        .unwrap();
+        // Served as a proxy serves its clients: the same certificate and client roots.
+        let config = self.proxy_tls(&[b"h2"]);
         let listener = TcpListener::bind(self.addr).await.unwrap();
         self.addr = listener.local_addr().unwrap();
         let readiness = self.readiness.clone();
@@ -146,26 +140,22 @@ impl Operator {
 
     /// Pushes a lock with this target and message.
     pub fn lock(&self, name: &str, target: LockTargetSpec, message: &str) {
-        self.store.upsert(ViewObject::Lock(LockEntry {
-            name: name.into(),
-            target,
-            message: Some(message.into()),
-            created: jiff::Timestamp::now(),
-            expires_at: None,
-        }));
+        self.store.upsert(
+            lock_entry(name, target)
+                .message(message)
+                .created(Timestamp::now())
+                .object(),
+        );
     }
 
     /// Pushes a lock that expires `after` from now.
     pub fn lock_until(&self, name: &str, target: LockTargetSpec, after: Duration) {
-        self.store.upsert(ViewObject::Lock(LockEntry {
-            name: name.into(),
-            target,
-            message: None,
-            created: jiff::Timestamp::now(),
-            expires_at: Some(
-                jiff::Timestamp::now() + jiff::SignedDuration::try_from(after).unwrap(),
-            ),
-        }));
+        self.store.upsert(
+            lock_entry(name, target)
+                .created(Timestamp::now())
+                .expires_at(Timestamp::now() + SignedDuration::try_from(after).unwrap())
+                .object(),
+        );
     }
 
     /// Deletes a lock.
@@ -261,11 +251,4 @@ impl Operator {
     pub fn roots(&self) -> Arc<rustls::RootCertStore> {
         tls::root_store(self.ca_pem().as_bytes()).unwrap()
     }
-}
-
-/// A target with one field set.
-pub fn target(kind: deadbolt_api::TargetKind, value: &str) -> LockTargetSpec {
-    let mut target = LockTargetSpec::default();
-    *target.field_mut(kind) = Some(value.into());
-    target
 }

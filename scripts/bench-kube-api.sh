@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# The kube-API proxy against a real API server, side by side in one run:
+# h2load GETs one ConfigMap with one ServiceAccount token, straight to the API
+# server and through deadbolt-sidecar kube (--token-review, the same identity
+# impersonated upstream). Prints req/s, p50 and p99 of each path and their
+# ratios, and the proxy's CPU seconds per 1,000 requests and RSS from /proc.
+#
+# The cluster is the one KUBECONFIG names, or else a private kube-apiserver
+# started from ../shared/k8s (the CI kit) and stopped at the end. h2load
+# comes from Debian's nghttp2-client, installed when missing.
+#
+#   ./scripts/bench-kube-api.sh                    # 8 and 32 clients, 20,000 requests each
+#   CLIENTS="8" REQUESTS=5000 ./scripts/bench-kube-api.sh
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+clients=${CLIENTS:-"8 32"}
+requests=${REQUESTS:-20000}
+export PATH="$repo/.tools/bin:$PATH"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! command -v h2load >/dev/null; then
+  echo "==> installing h2load (Debian's nghttp2-client)"
+  as_root apt-get install -y -qq --no-install-recommends nghttp2-client >/dev/null
+fi
+command -v kubectl >/dev/null || "$repo/scripts/install-tools.sh"
+
+(cd "$repo" && cargo build -q --release -p deadbolt-operator -p deadbolt-sidecar --bins)
+bin=$repo/target/release
+
+work=$(mktemp -d /tmp/deadbolt-kube-bench.XXXXXX)
+pids=()
+kit_state=""
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${ns:-}" ] && kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+  if [ -n "$kit_state" ]; then
+    bash "$repo/../shared/k8s/down.sh" "$kit_state" >/dev/null 2>&1 || true
+    rm -rf "$kit_state"
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() { local deadline=$((SECONDS + 60)); until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || { echo "timed out: $*" >&2; exit 1; }; sleep 0.2; done; }
+
+if [ -z "${KUBECONFIG:-}" ]; then
+  [ -f "$repo/../shared/k8s/up.sh" ] || { echo "SKIPPED: no KUBECONFIG and no ../shared/k8s kit"; exit 0; }
+  kit_state=$(mktemp -d /tmp/deadbolt-kube-bench-kit.XXXXXX)
+  echo "==> starting a private kube-apiserver (../shared/k8s)"
+  export KUBECONFIG
+  KUBECONFIG=$(bash "$repo/../shared/k8s/up.sh" "$kit_state" | tail -n 1)
+fi
+server=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+
+# One identity for both paths: a ServiceAccount that may read ConfigMaps here.
+ns=deadbolt-bench-$RANDOM
+kubectl create namespace "$ns" >/dev/null
+kubectl -n "$ns" create serviceaccount bench >/dev/null
+kubectl -n "$ns" create rolebinding bench --clusterrole=view --serviceaccount="$ns:bench" >/dev/null
+kubectl -n "$ns" create configmap settings --from-literal=a=1 >/dev/null
+token=$(kubectl -n "$ns" create token bench --duration=1h)
+path="/api/v1/namespaces/$ns/configmaps/settings"
+
+# The lock view from a standalone operator (the proxy's upstream is the real
+# API server, with the admin kubeconfig's credentials).
+mkdir -p "$work/ca" "$work/manifests"
+ca() { "$bin/deadbolt-ca" --ca-dir "$work/ca" "$@" >/dev/null; }
+ca init
+ca --out "$work/serving" serving --name localhost --name 127.0.0.1
+ca --out "$work/view" proxy --server-id bench-kube
+op_port=$(free_port); proxy_port=$(free_port); metrics_port=$(free_port)
+"$bin/deadbolt-operator" --source "dir:$work/manifests" --ca-dir "$work/ca" --listen "127.0.0.1:$op_port" \
+  --mfa-listen "127.0.0.1:$(free_port)" --metrics-listen "127.0.0.1:$(free_port)" --log-level warn \
+  >"$work/operator.log" 2>&1 &
+pids+=($!)
+"$bin/deadbolt-sidecar" kube --listen "127.0.0.1:$proxy_port" --server-id bench-kube \
+  --tls-cert "$work/serving.crt" --tls-key "$work/serving.key" --ca "$work/ca/ca.crt" \
+  --view-url "https://localhost:$op_port" --view-cert "$work/view.crt" --view-key "$work/view.key" \
+  --upstream-kubeconfig "$KUBECONFIG" --token-review \
+  --metrics-listen "127.0.0.1:$metrics_port" --audit-log /dev/null --log-level warn >"$work/sidecar.log" 2>&1 &
+proxy_pid=$!
+pids+=("$proxy_pid")
+wait_for curl -sf "http://127.0.0.1:$metrics_port/readyz"
+code=$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "https://127.0.0.1:$proxy_port$path")
+[ "$code" = 200 ] || { echo "the proxy answered $code for $path" >&2; cat "$work/sidecar.log" >&2; exit 1; }
+
+hz=$(getconf CLK_TCK)
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# bench URL CLIENTS -> "req/s p50_ms p99_ms"
+bench() {
+  local url=$1 n=$2 log="$work/h2load.log"
+  rm -f "$log"
+  local out
+  out=$(h2load -n "$requests" -c "$n" -m 1 -H "Authorization: Bearer $token" --log-file="$log" "$url" 2>&1)
+  grep -q "$requests succeeded" <<<"$out" || grep -q "succeeded, 0 failed" <<<"$out" || { echo "$out" >&2; exit 1; }
+  local rps
+  rps=$(grep -oP 'finished in [0-9.]+m?s, \K[0-9.]+(?= req/s)' <<<"$out")
+  cut -f3 "$log" | sort -n | awk -v rps="$rps" '{ v[NR] = $1 } END {
+    printf "%s %.2f %.2f\n", rps, v[int(NR * 0.50) + 1] / 1000, v[int(NR * 0.99) + 1] / 1000 }'
+}
+
+echo "h2load GET $path, $requests requests per run, one ServiceAccount token, $(nproc) cores"
+echo "API server $server (direct) and deadbolt-sidecar kube on 127.0.0.1:$proxy_port (--token-review)"
+printf '%8s %11s %11s %8s %10s %10s %10s %10s %9s %14s %9s\n' \
+  clients direct-rps proxy-rps ratio "p50-direct" "p50-proxy" "p99-direct" "p99-proxy" "p50-added" "proxy-cpu/1k" proxy-rss
+bench "https://127.0.0.1:$proxy_port$path" 4 >/dev/null # warm the connections and the token cache
+for n in $clients; do
+  read -r d_rps d_p50 d_p99 < <(bench "$server$path" "$n")
+  before=$(ticks "$proxy_pid")
+  read -r p_rps p_p50 p_p99 < <(bench "https://127.0.0.1:$proxy_port$path" "$n")
+  after=$(ticks "$proxy_pid")
+  awk -v n="$n" -v dr="$d_rps" -v pr="$p_rps" -v d50="$d_p50" -v p50="$p_p50" -v d99="$d_p99" -v p99="$p_p99" \
+      -v cpu=$((after - before)) -v hz="$hz" -v req="$requests" -v rss="$(rss_kib "$proxy_pid")" \
+    'BEGIN { printf "%8d %11.0f %11.0f %8.2f %8.2fms %8.2fms %8.2fms %8.2fms %7.2fms %12.3fs %7.1fMiB\n",
+             n, dr, pr, pr / dr, d50, p50, d99, p99, p50 - d50, 1000 * cpu / hz / req, rss / 1024 }'
+done

@@ -1,0 +1,20 @@
+//! What Deadbolt's test suites share, so that each is written once: one
+//! patience and one way to wait for something ([`wait`]), builders for the
+//! objects tests feed the engine and the view ([`lock`]), timestamps from
+//! seconds or RFC 3339 text ([`time`]), a free loopback port ([`net`]), a CA
+//! and serving configs for loopback TLS servers ([`tls`]), and the in-memory
+//! audit sink ([`audit`]).
+//!
+//! A dev-dependency only: no production code depends on it.
+
+pub mod audit;
+pub mod lock;
+pub mod net;
+pub mod time;
+pub mod tls;
+pub mod wait;
+
+pub use lock::{LockBuilder, lock_entry, target, targets};
+pub use net::free_port;
+pub use time::{at, ts};
+pub use wait::{PATIENCE, POLL, eventually, eventually_some, poll};
