@@ -11,6 +11,8 @@
 #
 #   ./scripts/bench-kube-api.sh                    # 8 and 32 clients, 20,000 requests each
 #   CLIENTS="8" REQUESTS=5000 ./scripts/bench-kube-api.sh
+#   PROFILE=1 ./scripts/bench-kube-api.sh          # also `perf record` the proxy (perf.data in target/)
+#   DEADBOLT_WORKER_THREADS=1 ./scripts/bench-kube-api.sh   # the proxy on one worker thread
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -111,8 +113,14 @@ bench "https://127.0.0.1:$proxy_port$path" 4 >/dev/null # warm the connections a
 for n in $clients; do
   read -r d_rps d_p50 d_p99 < <(bench "$server$path" "$n")
   before=$(ticks "$proxy_pid")
+  if [ -n "${PROFILE:-}" ]; then
+    perf record -g -o "$repo/target/perf-kube-proxy-$n.data" -p "$proxy_pid" >/dev/null 2>&1 &
+    perf_pid=$!
+    sleep 0.5
+  fi
   read -r p_rps p_p50 p_p99 < <(bench "https://127.0.0.1:$proxy_port$path" "$n")
   after=$(ticks "$proxy_pid")
+  if [ -n "${PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
   awk -v n="$n" -v dr="$d_rps" -v pr="$p_rps" -v d50="$d_p50" -v p50="$p_p50" -v d99="$d_p99" -v p99="$p_p99" \
       -v cpu=$((after - before)) -v hz="$hz" -v req="$requests" -v rss="$(rss_kib "$proxy_pid")" \
     'BEGIN { printf "%8d %11.0f %11.0f %8.2f %8.2fms %8.2fms %8.2fms %8.2fms %7.2fms %12.3fs %7.1fMiB\n",

@@ -5,14 +5,25 @@ use std::process::ExitCode;
 use clap::Parser;
 use deadbolt_sidecar::Cli;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(error) = cli.command.common().output.init_logging() {
+    let common = cli.command.common();
+    if let Err(error) = common.output.init_logging() {
         eprintln!("deadbolt-sidecar: {error}");
         return ExitCode::FAILURE;
     }
-    match deadbolt_sidecar::run::run(cli).await {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = common.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("deadbolt-sidecar: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(deadbolt_sidecar::run::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
