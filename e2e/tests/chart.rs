@@ -609,7 +609,8 @@ fn a_platform_team_installs_the_chart_and_locks_a_live_psql() {
             "--timeout=60s",
             "--set",
             "image.repository=localhost/deadbolt-e2e",
-            "--set",
+            // A run id such as 205150 or 1e5f00 would otherwise be read as a number.
+            "--set-string",
             &format!("image.tag={tag}"),
             "--set-json",
             &format!(
