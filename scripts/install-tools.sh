@@ -41,5 +41,5 @@ if [ ! -x "$tools/kubectl" ] || [ ! -x "$tools/helm" ]; then
   install -m 0755 "$work/kubectl/kubectl" "$tools/kubectl"
   install -m 0755 "$work/helm/helm" "$tools/helm"
 fi
-"$tools/kubectl" version --client=true 2>/dev/null | head -1
+"$tools/kubectl" version --client=true 2>/dev/null | sed -n 1p   # sed reads it all: head could close the pipe early (SIGPIPE)
 "$tools/helm" version --short 2>/dev/null
