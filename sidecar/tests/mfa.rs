@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadbolt_api::credential::CertIdentity;
-use deadbolt_api::mfa::service::AuthenticateFinish;
+use deadbolt_api::mfa::service::{AuthenticateFinish, RegisterFinish};
 use deadbolt_api::protocol::RoleRecord;
 use deadbolt_api::resources::{AccessRoleSpec, RequireSessionMfa, RoleConditions, RoleOptions};
 use deadbolt_runtime::clock::ManualClock;
@@ -620,6 +620,81 @@ async fn locked_users_get_no_credential_and_repeated_failures_lock_out() {
         .clock
         .advance(jiff::SignedDuration::from_secs(30 * 60));
     login(&client, &mut key, None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_clear_errors_and_lose_nothing() {
+    let cluster = Cluster::start(RequireSessionMfa::Off).await;
+    let device = cluster.register(&jerry(), "jerry").await;
+    let client = cluster.client(&jerry()).await;
+
+    // A device name out of bounds, a credential that is not WebAuthn JSON, a body too large.
+    refused(
+        client.begin_registration("").await,
+        "a device name is 1 to 64 characters",
+    );
+    refused(
+        client.begin_registration(&"k".repeat(65)).await,
+        "a device name is 1 to 64 characters",
+    );
+    let verified = {
+        let credential = cluster.login(&jerry(), "jerry").await;
+        MfaClient::connect(&cluster.service_as(Caller::Certificate {
+            cert_pem: credential.cert_pem,
+            key_pem: credential.key_pem,
+        }))
+        .await
+        .unwrap()
+    };
+    let challenge = verified.begin_registration("second").await.unwrap();
+    let garbage = RegisterFinish {
+        ceremony: challenge.ceremony.clone(),
+        credential: serde_json::json!({"id": 7, "response": "no"}),
+    };
+    refused(
+        verified.finish_registration(&garbage).await,
+        "the credential does not parse",
+    );
+    let huge = RegisterFinish {
+        ceremony: challenge.ceremony,
+        credential: serde_json::json!({"padding": "a".repeat(100_000)}),
+    };
+    refused(
+        verified.finish_registration(&huge).await,
+        "larger than 65536 bytes",
+    );
+
+    // An assertion that is not WebAuthn JSON, and a public key that is not a key.
+    let challenge = client.begin_authentication().await.unwrap();
+    let mut bad = finish(
+        &challenge.ceremony,
+        &serde_json::json!(["not", "an", "assertion"]),
+    );
+    refused(
+        client.finish_authentication(&bad).await,
+        "the assertion does not parse",
+    );
+    let (ceremony, good) = assertion(&client, &mut cluster.key("jerry")).await;
+    bad = finish(&ceremony, &good);
+    bad.public_key_pem = "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n".into();
+    refused(
+        client.finish_authentication(&bad).await,
+        "not a PEM SubjectPublicKeyInfo",
+    );
+
+    // A bearer token where no API server can review it.
+    let by_token = MfaClient::connect(&cluster.service_as(Caller::Token("t0ken".into())))
+        .await
+        .unwrap();
+    refused(by_token.whoami().await, "bearer tokens are not accepted");
+
+    // Nothing was lost: the device is still the only one, and it still logs in.
+    let devices = client.devices().await.unwrap().devices;
+    assert_eq!(
+        devices.iter().map(|d| d.uuid.as_str()).collect::<Vec<_>>(),
+        [device.as_str()]
+    );
+    assert_eq!(cluster.login(&jerry(), "jerry").await.mfa_device, device);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
