@@ -8,6 +8,7 @@ pub mod body;
 pub mod certificate;
 pub mod clock;
 pub mod connection;
+pub mod files;
 pub mod listener;
 pub mod logging;
 pub mod output;

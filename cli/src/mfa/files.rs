@@ -1,64 +1,19 @@
 //! Writing credential files safely: the soft token, the credential cache and
-//! `login --out` all hold private keys, so each file is written whole to a
-//! temporary file beside it, with its final permissions from the start, and
-//! renamed into place. A reader never sees half a file, and a key is never
-//! readable by others, not even for a moment.
+//! `login --out` all hold private keys, so each is written the way every
+//! Deadbolt key is ([`deadbolt_runtime::files`]), into directories only the
+//! owner can read.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::MfaError;
 
-/// Permissions of files holding secrets (keys, the soft token, cache entries).
-pub const PRIVATE: u32 = 0o600;
+pub use deadbolt_runtime::files::{PRIVATE, PUBLIC};
 
-/// Permissions of public files (certificates).
-pub const PUBLIC: u32 = 0o644;
-
-/// Writes `contents` to `path` atomically (temporary file, fsync, rename) with `mode` (on Unix).
+/// Writes `contents` to `path` atomically with `mode`
+/// ([`deadbolt_runtime::files::write_atomically`]).
 pub fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), MfaError> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| MfaError::file(path, "not a file name"))?
-        .to_string_lossy()
-        .into_owned();
-    let temporary = dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result = (|| {
-        let mut file = create_new(&temporary, mode)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&temporary, path)
-    })();
-    if let Err(error) = result {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(MfaError::file(path, error));
-    }
-    Ok(())
-}
-
-#[cfg(unix)]
-fn create_new(path: &Path, mode: u32) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn create_new(path: &Path, _mode: u32) -> std::io::Result<File> {
-    OpenOptions::new().write(true).create_new(true).open(path)
+    deadbolt_runtime::files::write_atomically(path, contents, mode)
+        .map_err(|error| MfaError::file(path, error))
 }
 
 /// Creates `dir` and its missing parents, readable by the owner only (on Unix).

@@ -31,6 +31,7 @@ use deadbolt_operator::admission::FollowedView;
 use deadbolt_operator::ca::{self, DirCaStore, IssuedCert};
 use deadbolt_operator::source::{DirOptions, DirSource};
 use deadbolt_operator::view::ViewStore;
+use deadbolt_runtime::files::{PRIVATE, PUBLIC, write_atomically};
 
 /// Issues Deadbolt certificates from a CA directory.
 #[derive(Parser, Debug)]
@@ -111,35 +112,16 @@ fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
 }
 
 fn write(prefix: &Path, issued: &IssuedCert) -> std::io::Result<()> {
-    write_atomically(&with_suffix(prefix, ".key"), &issued.key_pem, 0o600)?;
-    write_atomically(&with_suffix(prefix, ".crt"), &issued.cert_pem, 0o644)
-}
-
-/// Writes `contents` to a new temporary file next to `path` with `mode`,
-/// syncs it, and renames it over `path`: a reader sees the old file or the
-/// new one, never a part, and a key is never readable by others even briefly.
-fn write_atomically(path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let name = path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temporary)?;
-        file.write_all(contents.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written
+    write_atomically(
+        &with_suffix(prefix, ".key"),
+        issued.key_pem.as_bytes(),
+        PRIVATE,
+    )?;
+    write_atomically(
+        &with_suffix(prefix, ".crt"),
+        issued.cert_pem.as_bytes(),
+        PUBLIC,
+    )
 }
 
 /// Loads the manifests in `dir` as the standalone operator does and refuses
