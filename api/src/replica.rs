@@ -261,8 +261,21 @@ impl ViewReplica {
     /// Whether a new session of `user` holding `roles` on `resource` needs a
     /// fresh MFA check ([`crate::mfa::required`]).
     pub fn mfa_required(&self, user: &str, roles: &[String], resource: mfa::Resource<'_>) -> bool {
+        // Every request asks: without a cluster-wide requirement or a role
+        // that asks for MFA, skip the rule matching (and the traits' copy).
+        let cluster = self.config.require_session_mfa;
+        let any_role_asks = roles.iter().any(|role| {
+            self.roles.get(role).is_some_and(|spec| {
+                spec.options
+                    .require_session_mfa
+                    .is_some_and(crate::resources::RequireSessionMfa::is_required)
+            })
+        });
+        if !cluster.is_required() && !any_role_asks {
+            return false;
+        }
         mfa::required(
-            self.config.require_session_mfa,
+            cluster,
             &self.role_specs(roles),
             &self.traits(user),
             resource,
