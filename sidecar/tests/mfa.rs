@@ -631,11 +631,11 @@ async fn malformed_requests_get_clear_errors_and_lose_nothing() {
     // A device name out of bounds, a credential that is not WebAuthn JSON, a body too large.
     refused(
         client.begin_registration("").await,
-        "a device name is 1 to 64 characters",
+        "it must be 1 to 64 characters",
     );
     refused(
         client.begin_registration(&"k".repeat(65)).await,
-        "a device name is 1 to 64 characters",
+        "it must be 1 to 64 characters",
     );
     let verified = {
         let credential = cluster.login(&jerry(), "jerry").await;

@@ -27,6 +27,27 @@ pub const DEVICES_PATH: &str = "/v1/mfa/devices";
 /// `GET`: who the caller is, its roles, locks and MFA state ([`WhoAmI`]).
 pub const WHOAMI_PATH: &str = "/v1/whoami";
 
+/// The longest device name, in characters.
+pub const MAX_DEVICE_NAME: usize = 64;
+
+/// A device name is 1 to [`MAX_DEVICE_NAME`] characters without control
+/// characters: the service refuses others, and the client checks before it
+/// touches the key.
+pub fn check_device_name(name: &str) -> Result<(), String> {
+    let length = name.chars().count();
+    if length == 0 || length > MAX_DEVICE_NAME {
+        return Err(format!(
+            "invalid MFA device name {name:?}: it must be 1 to {MAX_DEVICE_NAME} characters"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "invalid MFA device name {name:?}: control characters are not allowed"
+        ));
+    }
+    Ok(())
+}
+
 /// How long a ceremony's state waits for its `finish`.
 pub const CEREMONY_TTL: Duration = Duration::from_secs(120);
 

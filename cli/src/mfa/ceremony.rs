@@ -17,8 +17,7 @@ use rustls::sign::CertifiedKey;
 use super::client::parse_certificates;
 use super::{Authenticator, MfaClient, MfaError};
 
-/// The longest device name the service accepts.
-pub const MAX_DEVICE_NAME: usize = 64;
+pub use deadbolt_api::mfa::service::{MAX_DEVICE_NAME, check_device_name};
 
 /// A session credential, ready to use: what `kubectl deadbolt login --mfa` hands out.
 #[derive(Clone, PartialEq, Eq)]
@@ -43,23 +42,6 @@ impl std::fmt::Debug for IssuedLogin {
             .field("mfa_device", &self.mfa_device)
             .finish_non_exhaustive()
     }
-}
-
-/// Checks a device name as the service does (1 to [`MAX_DEVICE_NAME`]
-/// characters, no control characters), so a bad name fails before the key is touched.
-pub fn check_device_name(name: &str) -> Result<(), String> {
-    let length = name.chars().count();
-    if length == 0 || length > MAX_DEVICE_NAME {
-        return Err(format!(
-            "invalid MFA device name {name:?}: it must be 1 to {MAX_DEVICE_NAME} characters"
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(format!(
-            "invalid MFA device name {name:?}: control characters are not allowed"
-        ));
-    }
-    Ok(())
 }
 
 /// Registers the key behind `authenticator` as a device called `name`.

@@ -13,7 +13,7 @@ use deadbolt_api::engine::Identity;
 use deadbolt_api::mfa::CREDENTIAL_TTL;
 use deadbolt_api::mfa::service::{
     AuthenticateFinish, CEREMONY_TTL, Challenge, Device, Devices, LockInForce, RegisterBegin,
-    RegisterFinish, SessionCredential, WhoAmI,
+    RegisterFinish, SessionCredential, WhoAmI, check_device_name,
 };
 use deadbolt_api::protocol::MfaConfig;
 use deadbolt_api::replica::ViewReplica;
@@ -100,11 +100,7 @@ impl MfaService {
         request: RegisterBegin,
     ) -> Result<Challenge, Failure> {
         let name = request.name.trim().to_string();
-        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-            return Err(Failure::bad_request(
-                "a device name is 1 to 64 characters, without control characters",
-            ));
-        }
+        check_device_name(&name).map_err(Failure::bad_request)?;
         let (config, _) = self.refuse_if_locked(caller, None)?;
         let webauthn = webauthn(&config)?;
         let user = &caller.identity.user;
