@@ -20,13 +20,13 @@
 //! Run: `./scripts/bench-api-propagation.sh` (it builds the release binaries
 //! and starts a private API server from `../shared/k8s` when `KUBECONFIG` is unset).
 
-#[path = "../../sidecar/tests/support/kube_client.rs"]
+#[path = "../../sidecar/tests/integration/support/kube_client.rs"]
 #[allow(dead_code)]
 mod kube_client;
-#[path = "../../sidecar/tests/support/pg_session.rs"]
+#[path = "../../sidecar/tests/integration/support/pg_session.rs"]
 #[allow(dead_code)]
 mod pg_session;
-#[path = "../../sidecar/tests/support/stats.rs"]
+#[path = "../../sidecar/tests/integration/support/stats.rs"]
 #[allow(dead_code)]
 mod stats;
 

@@ -17,7 +17,7 @@ pub mod chart;
 pub mod mfa;
 pub mod pki;
 /// A real PostgreSQL in a temporary directory (the sidecar tests' harness).
-#[path = "../../sidecar/tests/support/postgres.rs"]
+#[path = "../../sidecar/tests/integration/support/postgres.rs"]
 #[allow(missing_docs, dead_code)]
 pub mod postgres;
 pub mod process;

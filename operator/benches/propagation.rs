@@ -10,7 +10,7 @@
 //!   `ViewReplica` (the proxies' view) takes to decode and apply it. Measured first, before any
 //!   thread or connection exists, so the heap is fresh.
 //! - **Fan-out**: the real lock-view server over TLS on loopback (the test
-//!   harness in `tests/support`), 1,000 streams, each its own HTTP/2
+//!   harness in `tests/integration/support`), 1,000 streams, each its own HTTP/2
 //!   connection with its own proxy certificate (CN = server id), each applying
 //!   events to a `deadbolt_api::replica::ViewReplica`, the proxies' own view, and acking them as a
 //!   proxy does. After every stream has its snapshot, one lock upsert; for each
@@ -22,7 +22,7 @@
 //! threads as cores), so the figures include the proxies' own work on the same
 //! cores: an upper bound for the operator alone.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/integration/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

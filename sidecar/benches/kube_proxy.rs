@@ -19,7 +19,7 @@
 //! Run: `cargo bench -p deadbolt-sidecar --bench kube_proxy`
 //! (`DEADBOLT_BENCH_SECONDS` per throughput run, default 5).
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/integration/support/mod.rs"]
 mod support;
 
 use std::net::SocketAddr;

@@ -14,7 +14,7 @@
 //!
 //! Run: `cargo bench -p deadbolt-sidecar --bench postgres_cut`.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/integration/support/mod.rs"]
 mod support;
 
 use std::path::Path;

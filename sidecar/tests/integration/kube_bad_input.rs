@@ -3,7 +3,7 @@
 //! HTTP, and a client that stops reading. Each gets a clear error or a close;
 //! nothing panics, and other clients carry on.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

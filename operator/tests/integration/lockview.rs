@@ -1,7 +1,7 @@
 //! The lock-view stream end to end: real TLS on loopback, a hyper HTTP/2
 //! client acting as the proxy.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

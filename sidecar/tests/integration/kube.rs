@@ -4,7 +4,7 @@
 //! get the lock message; watches and exec sessions (WebSocket and SPDY) are
 //! cut with it while others carry on; a stale view is handled per locking mode.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! session was cut names the session, its user and the lock, because it is
 //! written inside the session's span; the call site names none of them.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -41,6 +41,8 @@ impl Lines {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_sessions_log_line_names_its_session_user_and_lock() {
+    // The logger is the process's: other tests in this binary log into it
+    // too, so the line is picked by this proxy's server id.
     let lines = Lines::default();
     let writer = lines.clone();
     logging::init_with_writer(LogFormat::Json, "info", move || writer.clone()).unwrap();
@@ -70,10 +72,9 @@ async fn a_cut_sessions_log_line_names_its_session_user_and_lock() {
     );
 
     let cut = eventually_some("a \"session cut\" line", || {
-        lines
-            .json()
-            .into_iter()
-            .find(|line| line["message"] == "session cut")
+        lines.json().into_iter().find(|line| {
+            line["message"] == "session cut" && line["span"]["server_id"] == "proxy-logs"
+        })
     })
     .await;
     let span = &cut["span"];

@@ -4,7 +4,7 @@
 //! proxy's labels must each be allowed, deny wins, traits fill templates, and
 //! startup settings cannot change the role behind the proxy's back.
 
-mod support;
+use crate::support;
 
 use std::process::Output;
 

@@ -4,7 +4,7 @@
 //! `kubectl`. The reference's example is the fixture: Jerry holds
 //! `access-dev` (no MFA, `env: dev`) and `access-prod` (MFA, `env: prod`).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

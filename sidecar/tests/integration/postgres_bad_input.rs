@@ -1,7 +1,7 @@
 //! Malformed and hostile input to the PostgreSQL proxy: each gets a clear
 //! error or a close, nothing panics, and a concurrent good session carries on.
 
-mod support;
+use crate::support;
 
 use deadbolt_runtime::tls::{self, ClientTls};
 use rustls::pki_types::ServerName;

@@ -5,7 +5,7 @@
 //! ever reaches data. The fake API server routes on the decoded path, as the
 //! real one does, so anything the proxy let through would be served.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

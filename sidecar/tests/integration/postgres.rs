@@ -3,7 +3,7 @@
 //! with the exact lock message, other sessions carry on, and a stale view is
 //! handled per locking mode.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

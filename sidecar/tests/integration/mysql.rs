@@ -5,7 +5,7 @@
 //! mode, and hostile input gets an error or a close without disturbing a
 //! good session.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
