@@ -6,17 +6,16 @@
 //! exec, attach and port-forward are upgraded connections. Nothing the proxy
 //! cannot classify is ever exempt: it is treated as a stream.
 
-use std::convert::Infallible;
+use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
-use tower::{Layer, Service};
 
 use super::body::ProxyBody;
 use super::canonical::Target;
+use super::guard::Guard;
+use super::status;
 use super::stream::StreamKind;
-use super::{BoxResponse, status};
 use crate::metrics::Metrics;
 
 /// How a request is handled.
@@ -217,58 +216,27 @@ fn resource<'a>(mut rest: &[&'a str]) -> Resource<'a> {
 /// Classifies every request, answering 400 for what the API server might
 /// read differently, and puts the [`RequestKind`] into its extensions.
 #[derive(Clone)]
-pub struct ClassifyLayer {
+pub struct Classify {
     metrics: Arc<Metrics>,
 }
 
-impl ClassifyLayer {
+impl Classify {
     /// Counts refused requests as protocol errors in `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> Self {
         Self { metrics }
     }
 }
 
-impl<S> Layer<S> for ClassifyLayer {
-    type Service = Classify<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Classify {
-            inner,
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// The service [`ClassifyLayer`] builds.
-#[derive(Clone)]
-pub struct Classify<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-impl<S, B> Service<Request<B>> for Classify<S>
-where
-    S: Service<Request<B>, Response = Response<ProxyBody>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = BoxResponse;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> BoxResponse {
+impl Guard for Classify {
+    fn check<B>(&self, request: &mut Request<B>) -> ControlFlow<Response<ProxyBody>> {
         match classify(request.method(), request.uri(), request.headers()) {
             RequestKind::BadRequest(message) => {
                 self.metrics.protocol_errors.inc();
-                let response = status::response(StatusCode::BAD_REQUEST, &message);
-                Box::pin(async move { Ok(response) })
+                ControlFlow::Break(status::response(StatusCode::BAD_REQUEST, &message))
             }
             kind => {
                 request.extensions_mut().insert(kind);
-                Box::pin(self.inner.call(request))
+                ControlFlow::Continue(())
             }
         }
     }

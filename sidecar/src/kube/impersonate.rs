@@ -1,5 +1,5 @@
 //! Impersonation, both ways. Clients may never impersonate through the proxy:
-//! a request with any `Impersonate-*` header is refused, as a tower layer
+//! a request with any `Impersonate-*` header is refused, as a [`Guard`]
 //! (discovery excepted: it is served as the authenticated user, the header
 //! stripped, because kubectl cannot show a refusal there). Upstream, the proxy
 //! speaks with its own credentials and impersonates the authenticated user:
@@ -9,18 +9,17 @@
 //! log should carry.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::task::{Context, Poll};
+use std::ops::ControlFlow;
 
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_api::replica::ViewReplica;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use tower::{Layer, Service};
 
 use super::body::ProxyBody;
 use super::classify::RequestKind;
-use super::{BoxResponse, status};
+use super::guard::Guard;
+use super::status;
 use crate::audit::SessionFacts;
 use crate::gate::Gate;
 
@@ -142,49 +141,19 @@ pub fn extra_header_name(key: &str) -> String {
 
 /// Refuses, with 403, every request but discovery that asks to impersonate.
 #[derive(Clone)]
-pub struct RefuseImpersonationLayer {
+pub struct RefuseImpersonation {
     gate: Gate,
 }
 
-impl RefuseImpersonationLayer {
+impl RefuseImpersonation {
     /// Refusals are audited through `gate`.
     pub fn new(gate: Gate) -> Self {
         Self { gate }
     }
 }
 
-impl<S> Layer<S> for RefuseImpersonationLayer {
-    type Service = RefuseImpersonation<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RefuseImpersonation {
-            inner,
-            gate: self.gate.clone(),
-        }
-    }
-}
-
-/// The service [`RefuseImpersonationLayer`] builds.
-#[derive(Clone)]
-pub struct RefuseImpersonation<S> {
-    inner: S,
-    gate: Gate,
-}
-
-impl<S, B> Service<Request<B>> for RefuseImpersonation<S>
-where
-    S: Service<Request<B>, Response = Response<ProxyBody>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = BoxResponse;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> BoxResponse {
+impl Guard for RefuseImpersonation {
+    fn check<B>(&self, request: &mut Request<B>) -> ControlFlow<Response<ProxyBody>> {
         let discovery = matches!(
             request.extensions().get::<RequestKind>(),
             Some(RequestKind::Discovery)
@@ -194,10 +163,9 @@ where
             if let Some(facts) = request.extensions().get::<SessionFacts>() {
                 self.gate.reject(facts, &message);
             }
-            let response = status::response(StatusCode::FORBIDDEN, &message);
-            return Box::pin(async move { Ok(response) });
+            return ControlFlow::Break(status::response(StatusCode::FORBIDDEN, &message));
         }
-        Box::pin(self.inner.call(request))
+        ControlFlow::Continue(())
     }
 }
 

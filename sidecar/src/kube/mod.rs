@@ -7,7 +7,7 @@
 //! that a lock cuts with its message.
 //!
 //! Each request passes through small tower layers, one concern each, before
-//! the [`handler`] decides and forwards it:
+//! the [`handler`] decides and forwards it (the last three are [`guard`]s):
 //!
 //! 1. [`authenticate`]: certificate (valid now) or bearer token → the principal in the extensions;
 //! 2. [`classify`]: the request as the API server will route it ([`canonical`]) → its kind, or 400;
@@ -36,6 +36,7 @@ pub mod authenticate;
 pub mod body;
 pub mod canonical;
 pub mod classify;
+pub mod guard;
 pub mod handler;
 pub mod impersonate;
 pub mod spdy;
@@ -71,10 +72,11 @@ use crate::gate::Gate;
 use crate::identity::{AuthError, Authenticator, Validity, certificate_validity};
 use authenticate::AuthenticateLayer;
 use body::ProxyBody;
-use classify::ClassifyLayer;
+use classify::Classify;
+use guard::GuardLayer;
 use handler::Dispatch;
-use impersonate::RefuseImpersonationLayer;
-use strip_header::StripHeadersLayer;
+use impersonate::RefuseImpersonation;
+use strip_header::StripHeaders;
 use upstream::Upstream;
 
 /// ALPN protocols offered to clients.
@@ -198,9 +200,9 @@ impl KubeProxy {
                 self.authenticator.clone(),
                 self.gate.clone(),
             ))
-            .layer(ClassifyLayer::new(self.gate.metrics.clone()))
-            .layer(RefuseImpersonationLayer::new(self.gate.clone()))
-            .layer(StripHeadersLayer)
+            .layer(GuardLayer::new(Classify::new(self.gate.metrics.clone())))
+            .layer(GuardLayer::new(RefuseImpersonation::new(self.gate.clone())))
+            .layer(GuardLayer::new(StripHeaders))
             .service(Dispatch::new(self.clone()));
         let activity = Activity::new();
         let service = activity.track(TowerToHyperService::new(service));

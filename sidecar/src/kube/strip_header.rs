@@ -1,5 +1,5 @@
 //! What headers cross the proxy, both ways. Towards the API server, as a
-//! tower layer: never the client's credentials (`Authorization`), never
+//! [`Guard`]: never the client's credentials (`Authorization`), never
 //! anything that says who the caller is (`Impersonate-*`, and the
 //! request-header authentication's `X-Remote-*`), no hop-by-hop headers
 //! (except the `Connection`/`Upgrade` an upgrade needs), no `Host`; and
@@ -7,16 +7,14 @@
 //! Towards the client, [`returned_headers`] drops the upstream's hop-by-hop
 //! headers.
 
-use std::convert::Infallible;
-use std::task::{Context, Poll};
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
-use tower::{Layer, Service};
+use std::ops::ControlFlow;
 
+use super::Peer;
 use super::body::ProxyBody;
 use super::classify::RequestKind;
-use super::{BoxResponse, Peer};
+use super::guard::Guard;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 9] = [
@@ -36,44 +34,18 @@ const IDENTITY_PREFIXES: [&str; 2] = ["impersonate-", "x-remote-"];
 
 /// Cleans every request's headers before the inner service forwards it.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct StripHeadersLayer;
+pub struct StripHeaders;
 
-impl<S> Layer<S> for StripHeadersLayer {
-    type Service = StripHeaders<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        StripHeaders { inner }
-    }
-}
-
-/// The service [`StripHeadersLayer`] builds.
-#[derive(Clone)]
-pub struct StripHeaders<S> {
-    inner: S,
-}
-
-impl<S, B> Service<Request<B>> for StripHeaders<S>
-where
-    S: Service<Request<B>, Response = Response<ProxyBody>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = BoxResponse;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> BoxResponse {
+impl Guard for StripHeaders {
+    fn check<B>(&self, request: &mut Request<B>) -> ControlFlow<Response<ProxyBody>> {
         let upgrade = matches!(
             request.extensions().get::<RequestKind>(),
             Some(RequestKind::Upgrade(_))
         );
-        let remote = Peer::of(&request).remote;
+        let remote = Peer::of(request).remote;
         let headers = forwarded_headers(request.headers(), upgrade, remote.ip());
         *request.headers_mut() = headers;
-        Box::pin(self.inner.call(request))
+        ControlFlow::Continue(())
     }
 }
 
