@@ -1,5 +1,5 @@
 //! How long one in-force check takes at 10, 10,000 and 100,000 locks: the
-//! indexed `LockView` against the naive scan, measured in the same run.
+//! indexed `LockIndex` against the naive scan, measured in the same run.
 //!
 //! `cargo bench -p deadbolt-api --bench lock_check` prints criterion's report,
 //! then a table of ns per check and the naive/indexed ratio.
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
-use deadbolt_api::engine::{LockEntry, LockView, Target, scan};
+use deadbolt_api::engine::{LockEntry, LockIndex, Target, scan};
 use deadbolt_api::resources::LockTargetSpec;
 use deadbolt_api::{Identity, TargetKind};
 use jiff::Timestamp;
@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for size in SIZES {
         let entries = locks(size);
-        let view = LockView::from_entries(entries.clone());
+        let view = LockIndex::from_entries(entries.clone());
         group.bench_with_input(BenchmarkId::new("indexed", size), &size, |b, _| {
             b.iter(|| black_box(view.find_in_force(black_box(&targets), now)))
         });

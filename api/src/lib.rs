@@ -18,7 +18,7 @@ pub mod resources;
 pub mod users;
 
 pub use engine::{
-    Decision, Denial, Identity, LockEntry, LockView, Target, TargetKind, evaluate, locking_mode,
+    Decision, Denial, Identity, LockEntry, LockIndex, Target, TargetKind, evaluate, locking_mode,
 };
 pub use resources::{
     AccessRole, AccessRoleSpec, ClusterAuthPreference, ClusterAuthPreferenceSpec, Lock, LockSpec,

@@ -11,7 +11,7 @@ use jiff::Timestamp;
 
 use crate::access::{self, AccessDenied, DatabaseRequest};
 use crate::credential::CertIdentity;
-use crate::engine::{Decision, Identity, LockEntry, LockView, evaluate, locking_mode};
+use crate::engine::{Decision, Identity, LockEntry, LockIndex, evaluate, locking_mode};
 use crate::mfa;
 use crate::protocol::{ClusterConfig, ObjectKey, Revision, ViewEvent, ViewObject};
 use crate::resources::{AccessRoleSpec, LockingMode, UserSpec, UserTraits};
@@ -51,7 +51,7 @@ pub enum ReplicaError {
 #[derive(Debug, Clone, Default)]
 pub struct ViewReplica {
     revision: Option<Revision>,
-    locks: LockView,
+    locks: LockIndex,
     roles: HashMap<String, AccessRoleSpec>,
     /// Users by object name.
     users: HashMap<String, UserSpec>,
@@ -73,7 +73,7 @@ impl ViewReplica {
     }
 
     /// The locks.
-    pub fn locks(&self) -> &LockView {
+    pub fn locks(&self) -> &LockIndex {
         &self.locks
     }
 
@@ -122,7 +122,7 @@ impl ViewReplica {
     pub fn apply(&mut self, event: ViewEvent) -> Result<Applied, ReplicaError> {
         let received = event.revision();
         if let ViewEvent::Snapshot(snapshot) = event {
-            self.locks = LockView::from_entries(snapshot.locks);
+            self.locks = LockIndex::from_entries(snapshot.locks);
             self.roles = snapshot
                 .roles
                 .into_iter()

@@ -7,7 +7,7 @@
 //! - a decoded event survives `encode_line` / `decode_line` unchanged;
 //! - the replica's revision moves exactly as `apply` reports (a snapshot
 //!   always resets it, a delta only moves it forward, a refused event leaves it);
-//! - after each event, the lock index (`LockView::find_in_force`) agrees with
+//! - after each event, the lock index (`LockIndex::find_in_force`) agrees with
 //!   the reference scan (`engine::scan`) for every target the held locks name,
 //!   at several instants around their creation and expiry;
 //! - the queries a proxy makes after a change (`check`, `roles_for`,

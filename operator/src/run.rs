@@ -128,7 +128,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let ca = Arc::new(started.ca);
     let mfa_endpoint = mfa::Endpoint {
         service: MfaService::new(
-            admission::FollowedView::new(store.clone()),
+            admission::FollowingReplica::new(store.clone()),
             ca.clone(),
             started.devices,
             Arc::new(SystemClock),

@@ -12,13 +12,13 @@ use deadbolt_api::engine::{Denial, Identity};
 
 use crate::audit::{AuditSink, SessionFacts};
 use crate::metrics::Metrics;
-use crate::view::{Admission, Reach, ViewState};
+use crate::view::{Admission, Enforcer, Reach};
 
 /// Admits sessions and records what happens to them.
 #[derive(Clone)]
 pub struct Gate {
     /// The lock view.
-    pub view: Arc<ViewState>,
+    pub view: Arc<Enforcer>,
     /// Where audit events go.
     pub audit: AuditSink,
     /// The counters.

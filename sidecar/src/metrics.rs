@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::audit::AuditSink;
-use crate::view::ViewState;
+use crate::view::Enforcer;
 
 /// Every metric, under the `deadbolt_proxy_` prefix. Gauges that mirror state
 /// are refreshed at scrape time; counters are bumped where things happen.
@@ -104,7 +104,7 @@ impl Metrics {
         }
     }
 
-    fn render(&self, view: &ViewState, audit: &AuditSink) -> String {
+    fn render(&self, view: &Enforcer, audit: &AuditSink) -> String {
         self.clock_skew.set(view.clock_skew_ms());
         self.audit_dropped
             .set(i64::try_from(audit.dropped()).unwrap_or(i64::MAX));
@@ -127,7 +127,7 @@ pub struct ProxyAdmin {
     /// The metrics.
     pub metrics: Arc<Metrics>,
     /// The lock view.
-    pub view: Arc<ViewState>,
+    pub view: Arc<Enforcer>,
     /// The audit log, for its dropped count.
     pub audit: AuditSink,
 }

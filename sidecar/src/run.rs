@@ -30,7 +30,7 @@ use crate::mysql::MysqlProxy;
 #[cfg(feature = "postgres")]
 use crate::postgres::{self, CancelKeys, PostgresProxy, UpstreamConfig};
 use crate::session::SessionRegistry;
-use crate::view::{ViewClient, ViewClientConfig, ViewCredentials, ViewState, staleness_watchdog};
+use crate::view::{Enforcer, ViewClient, ViewClientConfig, ViewCredentials, staleness_watchdog};
 
 /// How often the watchdog checks the view's freshness.
 const STALENESS_CHECK: Duration = Duration::from_millis(100);
@@ -65,7 +65,7 @@ async fn start(common: &CommonArgs, token_audience: Option<&str>) -> anyhow::Res
     let roots = tls::root_store_from_file(&common.ca)?;
     let registry = SessionRegistry::default();
     let view = Arc::new(
-        ViewState::new(common.server_id.clone(), registry).with_labels(common.labels.clone()),
+        Enforcer::new(common.server_id.clone(), registry).with_labels(common.labels.clone()),
     );
     let metrics = Arc::new(Metrics::new());
     let audit = common.output.audit_sink().map_err(anyhow::Error::msg)?;

@@ -3,17 +3,20 @@
 //! objects tests feed the engine and the view ([`lock`]), timestamps from
 //! seconds or RFC 3339 text ([`time`]), a free loopback port ([`net`]), a CA
 //! and serving configs for loopback TLS servers ([`tls`]), and the in-memory
-//! audit sink ([`audit`]).
+//! audit sink ([`audit`]), and deterministic garbage for parser tests
+//! ([`garbage`]).
 //!
 //! A dev-dependency only: no production code depends on it.
 
 pub mod audit;
+pub mod garbage;
 pub mod lock;
 pub mod net;
 pub mod time;
 pub mod tls;
 pub mod wait;
 
+pub use garbage::Garbage;
 pub use lock::{LockBuilder, lock_entry, target, targets};
 pub use net::free_port;
 pub use time::{at, ts};

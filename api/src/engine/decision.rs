@@ -2,7 +2,7 @@ use std::fmt;
 
 use jiff::Timestamp;
 
-use super::{LockEntry, LockView, Target};
+use super::{LockEntry, LockIndex, Target};
 use crate::resources::LockingMode;
 
 /// What a strict-mode proxy says when it cannot trust its lock view (Teleport's wording).
@@ -72,7 +72,7 @@ pub fn locking_mode(
 /// interaction on an unreliable view is refused first, then any in-force lock
 /// matching one of the targets refuses it.
 pub fn evaluate(
-    view: &LockView,
+    view: &LockIndex,
     targets: &[Target],
     mode: LockingMode,
     view_reliable: bool,
@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn stale_strict_view_refuses_before_lock_lookup() {
-        let mut view = LockView::default();
+        let mut view = LockIndex::default();
         view.upsert(alice_lock());
         let targets = [Target::new(TargetKind::User, "alice")];
         let now = Timestamp::UNIX_EPOCH;

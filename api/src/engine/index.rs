@@ -1,4 +1,4 @@
-//! Every known lock, indexed by target: [`LockView`] answers "which lock,
+//! Every known lock, indexed by target: [`LockIndex`] answers "which lock,
 //! if any, is in force for these targets" with one hash lookup per target;
 //! [`scan`] is the reference answer it must agree with.
 
@@ -28,12 +28,12 @@ type Bucket = Vec<Arc<LockEntry>>;
 /// Every known lock, with a hash index per target kind: checking an
 /// interaction costs one lookup per target, not a scan over all locks.
 #[derive(Clone, Debug, Default)]
-pub struct LockView {
+pub struct LockIndex {
     locks: HashMap<String, Arc<LockEntry>>,
     index: [HashMap<String, Bucket>; TargetKind::ALL.len()],
 }
 
-impl LockView {
+impl LockIndex {
     /// A view holding these locks.
     pub fn from_entries(entries: impl IntoIterator<Item = LockEntry>) -> Self {
         let mut view = Self::default();
@@ -142,7 +142,7 @@ mod tests {
             created: ts(created),
             expires_at,
         };
-        let mut view = LockView::default();
+        let mut view = LockIndex::default();
         view.upsert(entry("newer", 20, None));
         view.upsert(entry("oldest-expired", 5, Some(ts(15))));
         view.upsert(entry("older", 10, None));
@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn upsert_reindexes_a_changed_target() {
-        let mut view = LockView::default();
+        let mut view = LockIndex::default();
         let mut entry = LockEntry {
             name: "l".into(),
             target: user_target("alice"),

@@ -15,5 +15,5 @@ mod target;
 pub use decision::{Decision, Denial, STALE_VIEW_MESSAGE, evaluate, locking_mode};
 pub use entry::{LockEntry, LockError};
 pub use identity::Identity;
-pub use index::{LockView, scan};
+pub use index::{LockIndex, scan};
 pub use target::{Target, TargetKind};

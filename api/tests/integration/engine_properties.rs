@@ -1,7 +1,7 @@
-//! The indexed `LockView` must give exactly the naive scan's answer, for any
+//! The indexed `LockIndex` must give exactly the naive scan's answer, for any
 //! locks, any history of upserts and removals, any identity and any clock.
 
-use deadbolt_api::engine::{LockEntry, LockView, scan};
+use deadbolt_api::engine::{LockEntry, LockIndex, scan};
 use deadbolt_api::resources::LockTargetSpec;
 use deadbolt_api::{Identity, TargetKind};
 use deadbolt_testkit::{lock_entry, ts};
@@ -96,7 +96,7 @@ proptest! {
         (identity, server_id) in identity(),
         now in instant(),
     ) {
-        let mut view = LockView::default();
+        let mut view = LockIndex::default();
         let mut reference: Vec<LockEntry> = Vec::new();
         for change in changes {
             match change {
@@ -124,7 +124,7 @@ proptest! {
         (identity, server_id) in identity(),
         now in instant(),
     ) {
-        let view = LockView::from_entries(locks);
+        let view = LockIndex::from_entries(locks);
         let targets = identity.targets(server_id.as_deref());
         if let Some(found) = view.find_in_force(&targets, now) {
             prop_assert!(found.is_in_force(now));

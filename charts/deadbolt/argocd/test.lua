@@ -1,8 +1,11 @@
--- Tests of the Argo CD health checks in this directory, run with Debian's
--- lua5.4 (and lua5.1, the dialect of Argo CD's gopher-lua, when installed):
+-- Tests of the Argo CD health check in this directory, health.lua, run with
+-- Debian's lua5.4 (and lua5.1, the dialect of Argo CD's gopher-lua, when
+-- installed):
 --   lua5.4 charts/deadbolt/argocd/test.lua
--- Each case is an object as `kubectl get -o json` prints it, read with the
--- small JSON reader below, and the status and message Argo CD would show.
+-- Each case is the kind, an object as `kubectl get -o json` prints it, read
+-- with the small JSON reader below, and the status and message Argo CD would
+-- show. Argo CD runs the same health.lua for every kind, so each case loads it
+-- afresh, as Argo CD does for each object.
 
 local dir = (arg and arg[0] and arg[0]:match("^(.*)/[^/]*$")) or "."
 
@@ -86,8 +89,9 @@ local function decode(text)
   return v
 end
 
--- Runs a health script the way Argo CD does: a global `obj`, a returned table.
-local function health(script, object)
+-- Runs health.lua the way Argo CD does: a global `obj`, a returned table.
+local script = "health.lua"
+local function health(object)
   local env = setmetatable({ obj = object }, { __index = _G })
   local chunk, err
   if setfenv then -- Lua 5.1
@@ -102,17 +106,17 @@ end
 
 local cases = {
   -- Locks
-  { "health-lock.lua", "Lock just created", "Progressing", "Waiting for the Deadbolt operator to report status",
+  { "Lock", "Lock just created", "Progressing", "Waiting for the Deadbolt operator to report status",
     [[{"apiVersion":"deadbolt.dev/v1","kind":"Lock","metadata":{"name":"l","generation":1},
        "spec":{"target":{"user":"alice"}}}]] },
-  { "health-lock.lua", "Lock edited, not yet observed", "Progressing",
+  { "Lock", "Lock edited, not yet observed", "Progressing",
     "Waiting for the Deadbolt operator to observe the latest change",
     [[{"kind":"Lock","metadata":{"name":"l","generation":2},"status":{"observedGeneration":1,
        "conditions":[{"type":"Ready","status":"True","reason":"Accepted","message":"targets User:\"alice\""}]}}]] },
-  { "health-lock.lua", "Lock status without observedGeneration", "Progressing",
+  { "Lock", "Lock status without observedGeneration", "Progressing",
     "Waiting for the Deadbolt operator to observe the latest change",
     [[{"kind":"Lock","metadata":{"name":"l","generation":1},"status":{"conditions":[{"type":"Ready","status":"True"}]}}]] },
-  { "health-lock.lua", "Lock in force with an expiry", "Healthy",
+  { "Lock", "Lock in force with an expiry", "Healthy",
     "Lock is in force until 2030-08-14T22:27:00Z; enforced by 3/3 connected proxies",
     [[{"kind":"Lock","metadata":{"name":"l","generation":1},"status":{"observedGeneration":1,
        "conditions":[{"type":"Ready","status":"True","reason":"Accepted","message":"targets Role:\"contractor\""},
@@ -120,81 +124,91 @@ local cases = {
                      {"type":"Reconciling","status":"False","reason":"Reconciled","message":""},
                      {"type":"Stalled","status":"False","reason":"Reconciled","message":""}],
        "expiresAt":"2030-08-14T22:27:00Z","enforcedBy":"3/3"}}]] },
-  { "health-lock.lua", "Lock in force until deleted", "Healthy", "Lock is in force; enforced by 0/0 connected proxies",
+  { "Lock", "Lock in force until deleted", "Healthy", "Lock is in force; enforced by 0/0 connected proxies",
     [[{"kind":"Lock","metadata":{"name":"l","generation":3},"status":{"observedGeneration":3,
        "conditions":[{"type":"Ready","status":"True"},{"type":"InForce","status":"True"}],"enforcedBy":"0/0"}}]] },
-  { "health-lock.lua", "Lock whose expiry passed", "Healthy",
+  { "Lock", "Lock whose expiry passed", "Healthy",
     "Lock is no longer in force: expired at 2024-01-01T10:00:00Z",
     [[{"kind":"Lock","metadata":{"name":"l","generation":1},"status":{"observedGeneration":1,
        "conditions":[{"type":"Ready","status":"True","reason":"Accepted","message":"targets User:\"bob\""},
                      {"type":"InForce","status":"False","reason":"Expired","message":"expired at 2024-01-01T10:00:00Z"}],
        "expiresAt":"2024-01-01T10:00:00Z","enforcedBy":"2/2"}}]] },
-  { "health-lock.lua", "invalid Lock (Stalled)", "Degraded", "Invalid: ttl must be a positive duration such as 10h or 90m",
+  { "Lock", "invalid Lock (Stalled)", "Degraded", "Invalid: ttl must be a positive duration such as 10h or 90m",
     [[{"kind":"Lock","metadata":{"name":"l","generation":1},"status":{"observedGeneration":1,
        "conditions":[{"type":"Ready","status":"False","reason":"Invalid","message":"ttl must be a positive duration such as 10h or 90m"},
                      {"type":"InForce","status":"False","reason":"Invalid","message":"the lock cannot be used"},
                      {"type":"Stalled","status":"True","reason":"Invalid","message":"ttl must be a positive duration such as 10h or 90m"},
                      {"type":"Reconciling","status":"False","reason":"Invalid","message":""}]}}]] },
-  { "health-lock.lua", "Lock not Ready, no kstatus conditions", "Degraded", "Invalid: the target has no field set",
+  { "Lock", "Lock not Ready, no kstatus conditions", "Degraded", "Invalid: the target has no field set",
     [[{"kind":"Lock","metadata":{"name":"l","generation":1},"status":{"observedGeneration":1,
        "conditions":[{"type":"Ready","status":"False","reason":"Invalid","message":"the target has no field set"}]}}]] },
-  { "health-lock.lua", "Lock being reconciled", "Progressing", "Applying: waiting for the leader",
+  { "Lock", "Lock being reconciled", "Progressing", "Applying: waiting for the leader",
     [[{"kind":"Lock","metadata":{"name":"l","generation":1},"status":{"observedGeneration":1,
        "conditions":[{"type":"Reconciling","status":"True","reason":"Applying","message":"waiting for the leader"},
                      {"type":"Ready","status":"True"}]}}]] },
-  { "health-lock.lua", "stale Stalled after an edit", "Progressing",
+  { "Lock", "stale Stalled after an edit", "Progressing",
     "Waiting for the Deadbolt operator to observe the latest change",
     [[{"kind":"Lock","metadata":{"name":"l","generation":2},"status":{"observedGeneration":1,
        "conditions":[{"type":"Stalled","status":"True","reason":"Invalid","message":"bad ttl"},
                      {"type":"Ready","status":"False","reason":"Invalid","message":"bad ttl"}]}}]] },
-  { "health-lock.lua", "Ready Unknown", "Progressing", "Pending: starting",
+  { "Lock", "Ready Unknown", "Progressing", "Pending: starting",
     [[{"kind":"Lock","metadata":{"name":"l","generation":1},"status":{"observedGeneration":1,
        "conditions":[{"type":"Ready","status":"Unknown","reason":"Pending","message":"starting"}]}}]] },
   -- Users
-  { "health-user.lua", "User not yet reconciled", "Progressing", "Waiting for the Deadbolt operator to report status",
+  { "User", "User not yet reconciled", "Progressing", "Waiting for the Deadbolt operator to report status",
     [[{"kind":"User","metadata":{"name":"alice","generation":1},"spec":{"roles":["dev"]}}]] },
-  { "health-user.lua", "User ready", "Healthy", "User is ready and not locked",
+  { "User", "User ready", "Healthy", "User is ready and not locked",
     [[{"kind":"User","metadata":{"name":"alice","generation":1},"status":{"observedGeneration":1,"locked":false,
        "conditions":[{"type":"Ready","status":"True","reason":"Accepted","message":""}]}}]] },
-  { "health-user.lua", "User locked", "Healthy", "User is locked by Lock deadbolt-suspended-alice",
+  { "User", "User locked", "Healthy", "User is locked by Lock deadbolt-suspended-alice",
     [[{"kind":"User","metadata":{"name":"alice","generation":4},"status":{"observedGeneration":4,"locked":true,
        "lockedBy":"deadbolt-suspended-alice","conditions":[{"type":"Ready","status":"True"}]}}]] },
-  { "health-user.lua", "User stalled", "Degraded", "Invalid: temporary users live at most 30h",
+  { "User", "User stalled", "Degraded", "Invalid: temporary users live at most 30h",
     [[{"kind":"User","metadata":{"name":"tmp","generation":1},"status":{"observedGeneration":1,
        "conditions":[{"type":"Ready","status":"False","reason":"Invalid","message":"temporary users live at most 30h"},
                      {"type":"Stalled","status":"True","reason":"Invalid","message":"temporary users live at most 30h"}]}}]] },
   -- ClusterAuthPreference
-  { "health-clusterauthpreference.lua", "ClusterAuthPreference in effect", "Healthy",
+  { "ClusterAuthPreference", "ClusterAuthPreference in effect", "Healthy",
     "In effect: lockingMode strict, maxLockStaleness 15s, requireSessionMfa false",
     [[{"kind":"ClusterAuthPreference","metadata":{"name":"cluster-auth-preference","generation":2},
        "status":{"observedGeneration":2,"lockingMode":"strict","maxLockStaleness":"15s","requireSessionMfa":"false",
        "conditions":[{"type":"Ready","status":"True","reason":"Accepted","message":""}]}}]] },
-  { "health-clusterauthpreference.lua", "ClusterAuthPreference edited", "Progressing",
+  { "ClusterAuthPreference", "ClusterAuthPreference edited", "Progressing",
     "Waiting for the Deadbolt operator to observe the latest change",
     [[{"kind":"ClusterAuthPreference","metadata":{"name":"cluster-auth-preference","generation":3},
        "status":{"observedGeneration":2,"lockingMode":"strict","conditions":[{"type":"Ready","status":"True"}]}}]] },
-  { "health-clusterauthpreference.lua", "ClusterAuthPreference rejected", "Degraded", "Invalid: webauthn.rpId is required",
+  { "ClusterAuthPreference", "ClusterAuthPreference rejected", "Degraded", "Invalid: webauthn.rpId is required",
     [[{"kind":"ClusterAuthPreference","metadata":{"name":"cluster-auth-preference","generation":1},
        "status":{"observedGeneration":1,"conditions":[{"type":"Ready","status":"False","reason":"Invalid",
        "message":"webauthn.rpId is required"}]}}]] },
+  -- A kind without a message of its own (health.lua put under another key by hand)
+  { "Widget", "unknown kind, Ready", "Healthy", "Ready",
+    [[{"kind":"Widget","metadata":{"name":"w","generation":1},"status":{"observedGeneration":1,
+       "conditions":[{"type":"Ready","status":"True","reason":"Accepted","message":"fine"}]}}]] },
 }
 
 local failed = 0
 for _, case in ipairs(cases) do
-  local script, name, status, message, json = case[1], case[2], case[3], case[4], case[5]
-  local ok, result = pcall(function() return health(script, decode(json)) end)
+  local kind, name, status, message, json = case[1], case[2], case[3], case[4], case[5]
+  local ok, result = pcall(function()
+    local object = decode(json)
+    if object.kind ~= kind then
+      error(string.format("the sample object's kind is %s", tostring(object.kind)), 0)
+    end
+    return health(object)
+  end)
   if not ok then
     failed = failed + 1
-    print(string.format("FAIL %-34s %-36s error: %s", script, name, tostring(result)))
+    print(string.format("FAIL %-21s %-38s error: %s", kind, name, tostring(result)))
   elseif result.status ~= status or result.message ~= message then
     failed = failed + 1
-    print(string.format("FAIL %-34s %-36s got %s %q, want %s %q", script, name,
+    print(string.format("FAIL %-21s %-38s got %s %q, want %s %q", kind, name,
       tostring(result.status), tostring(result.message), status, message))
   else
-    print(string.format("ok   %-34s %-36s %-11s %s", script, name, status, message))
+    print(string.format("ok   %-21s %-38s %-11s %s", kind, name, status, message))
   end
 end
-print(string.format("%s: %d cases, %d failed", _VERSION, #cases, failed))
+print(string.format("%s: %s, %d cases, %d failed", _VERSION, script, #cases, failed))
 if failed > 0 then
   os.exit(1)
 end

@@ -20,7 +20,7 @@ use deadbolt_api::credential::CertIdentity;
 use deadbolt_api::mfa::service::AuthenticateFinish;
 use deadbolt_api::protocol::{ClusterConfig, MfaConfig, ObjectKey, RoleRecord, ViewObject};
 use deadbolt_api::resources::{AccessRoleSpec, LockTargetSpec, SecondFactor, Webauthn};
-use deadbolt_operator::admission::FollowedView;
+use deadbolt_operator::admission::FollowingReplica;
 use deadbolt_operator::ca::DeadboltCa;
 use deadbolt_operator::mfa::{self, Endpoint, MemoryDevices};
 use deadbolt_operator::shutdown::{Shutdown, ShutdownTrigger};
@@ -110,7 +110,7 @@ impl Server {
             },
         }));
         let service = mfa::MfaService::new(
-            FollowedView::new(store.clone()),
+            FollowingReplica::new(store.clone()),
             ca.clone(),
             Arc::new(MemoryDevices::default()),
             Arc::new(ManualClock::new(jiff::Timestamp::now())),

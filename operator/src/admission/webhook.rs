@@ -14,7 +14,7 @@ use super::inject::{INJECT_ANNOTATION, InjectSettings, asks_for_injection, injec
 use super::mutate::mutate_lock;
 use super::review::{Refusal, Request, Verdict, decode, encode, verdict_response};
 use super::validate_locks_and_users::validate_deadbolt;
-use super::view::FollowedView;
+use super::replica::FollowingReplica;
 use crate::admin::Readiness;
 use crate::failure::Failure;
 use crate::view::ViewStore;
@@ -125,7 +125,7 @@ type Clock = Box<dyn Fn() -> Timestamp + Send + Sync>;
 /// Answers AdmissionReviews from the operator's view; every decision is an
 /// in-memory lookup, so answers come back far inside the API server's timeout.
 pub struct Webhook {
-    view: FollowedView,
+    view: FollowingReplica,
     readiness: Readiness,
     reliability: Box<dyn ViewReliability>,
     exemptions: Exemptions,
@@ -159,7 +159,7 @@ impl Webhook {
             settings.exempt_groups,
         );
         Self {
-            view: FollowedView::new(store),
+            view: FollowingReplica::new(store),
             reliability: Box::new(readiness.clone()),
             readiness,
             exemptions,

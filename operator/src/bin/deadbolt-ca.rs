@@ -27,7 +27,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_operator::admin::{Metrics, Readiness};
-use deadbolt_operator::admission::FollowedView;
+use deadbolt_operator::admission::FollowingReplica;
 use deadbolt_operator::ca::{self, DirCaStore, IssuedCert};
 use deadbolt_operator::source::{DirOptions, DirSource};
 use deadbolt_operator::view::ViewStore;
@@ -146,7 +146,7 @@ fn refuse_if_locked(dir: &Path, identity: &CertIdentity) -> Result<(), String> {
             report.failed
         ));
     }
-    FollowedView::new(store).read(|replica| {
+    FollowingReplica::new(store).read(|replica| {
         match replica.lock_against_credential(identity, jiff::Timestamp::now()) {
             Some(lock) => Err(format!(
                 "{} (no certificate is issued while a lock is in force: Lock {:?})",

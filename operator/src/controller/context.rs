@@ -11,8 +11,8 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use super::audit::AuditSink;
 use super::enforcement::Enforcement;
+use super::lock_index::SharedLockIndex;
 use super::status::FIELD_MANAGER;
-use super::view_locks::ViewLocks;
 use crate::admin::Metrics;
 use crate::leader::Leadership;
 use deadbolt_runtime::clock::{Clock, SystemClock};
@@ -40,7 +40,7 @@ pub struct Context {
     /// Receives `lock.*` audit events.
     pub audit: AuditSink,
     /// The view's locks, for `User.status.locked`.
-    pub locks: ViewLocks,
+    pub locks: SharedLockIndex,
     /// Per-lock ack counts, for `Lock.status.enforcedBy`.
     pub enforcement: Enforcement,
     /// Counters.
@@ -70,7 +70,7 @@ impl Context {
             leadership: Leadership::always(),
             recorder,
             audit: AuditSink::stdout(),
-            locks: ViewLocks::default(),
+            locks: SharedLockIndex::default(),
             enforcement: Enforcement::default(),
             metrics: Arc::new(Metrics::new()),
             settings: Settings::default(),
@@ -93,7 +93,7 @@ impl Context {
     }
 
     /// Reads locks from `locks`.
-    pub fn with_locks(self, locks: ViewLocks) -> Self {
+    pub fn with_locks(self, locks: SharedLockIndex) -> Self {
         Self { locks, ..self }
     }
 

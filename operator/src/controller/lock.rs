@@ -4,7 +4,7 @@
 //! deletion of locks that expired long ago.
 //!
 //! There is no finalizer: deletions are audited from the view's delete events
-//! ([`super::view_locks`]), so deleting a lock never waits for the operator.
+//! ([`super::lock_index`]), so deleting a lock never waits for the operator.
 
 use std::sync::Arc;
 

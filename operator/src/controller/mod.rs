@@ -7,7 +7,7 @@
 //! reconciles everything at once.
 //!
 //! Two helpers feed them from the operator's own state rather than the API:
-//! [`view_locks::follow`] mirrors the view's locks (for `User.status.locked`,
+//! [`lock_index::follow`] mirrors the view's locks (for `User.status.locked`,
 //! and `lock.deleted` audit events), and [`enforcement::track`] folds proxy
 //! acks into `Lock.status.enforcedBy`.
 //!
@@ -19,12 +19,12 @@ pub mod cap;
 mod context;
 pub mod enforcement;
 pub mod lock;
+pub mod lock_index;
 pub mod replicas;
 pub mod role;
 pub mod status;
 pub mod trigger;
 pub mod user;
-pub mod view_locks;
 
 pub use audit::{AuditBuffer, AuditSink};
 pub use context::{Context, Settings};
@@ -168,7 +168,7 @@ pub async fn run(
             ctx.clone(),
         );
 
-    let follow = view_locks::follow(ctx.clone(), store.clone(), users_changed, shutdown.clone());
+    let follow = lock_index::follow(ctx.clone(), store.clone(), users_changed, shutdown.clone());
     let track = enforcement::track(
         ctx.enforcement.clone(),
         store,

@@ -30,7 +30,7 @@ use webauthn_rs::prelude::{
 use super::ceremony::Ceremonies;
 use super::devices::{DeviceStore, StoredDevice};
 use super::lockout::Lockout;
-use crate::admission::FollowedView;
+use crate::admission::FollowingReplica;
 use crate::ca::DeadboltCa;
 use crate::failure::Failure;
 
@@ -54,7 +54,7 @@ struct Registration {
 
 /// The MFA service.
 pub struct MfaService {
-    view: FollowedView,
+    view: FollowingReplica,
     ca: Arc<DeadboltCa>,
     devices: Arc<dyn DeviceStore>,
     clock: Arc<dyn Clock>,
@@ -73,7 +73,7 @@ impl std::fmt::Debug for MfaService {
 impl MfaService {
     /// A service issuing from `ca`, deciding from `view`, keeping devices in `devices`.
     pub fn new(
-        view: FollowedView,
+        view: FollowingReplica,
         ca: Arc<DeadboltCa>,
         devices: Arc<dyn DeviceStore>,
         clock: Arc<dyn Clock>,

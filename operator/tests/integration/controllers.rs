@@ -9,7 +9,7 @@ use std::time::Duration;
 use deadbolt_api::audit::AuditEventKind;
 use deadbolt_api::protocol::ViewObject;
 use deadbolt_api::{AccessRole, ClusterAuthPreference, Lock, LockEntry, TargetKind, User};
-use deadbolt_operator::controller::view_locks::ViewLocks;
+use deadbolt_operator::controller::lock_index::SharedLockIndex;
 use deadbolt_operator::controller::{
     self, AuditBuffer, AuditSink, Context, ManualClock, Settings, cap, lock, role, user,
 };
@@ -732,7 +732,7 @@ async fn a_suspended_user_whose_lock_is_in_the_view_needs_no_write() {
 #[tokio::test]
 async fn unsuspending_removes_the_automatic_lock() {
     let Scenario { ctx, server, .. } = scenario("2026-01-02T09:00:00Z");
-    let locks = ViewLocks::default();
+    let locks = SharedLockIndex::default();
     locks.upsert(
         lock_entry(BOB_LOCK, target(TargetKind::User, "bob"))
             .message("user suspended in identity provider")

@@ -290,6 +290,7 @@ impl Exchange {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deadbolt_testkit::Garbage;
 
     const COM_QUIT: u8 = Command::COM_QUIT as u8;
     const COM_CHANGE_USER: u8 = Command::COM_CHANGE_USER as u8;
@@ -547,19 +548,11 @@ mod tests {
 
     #[test]
     fn garbage_from_either_side_keeps_the_sequence_and_refuses_only_change_user() {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut stream = Garbage::new(0x9e37_79b9_7f4a_7c15);
         let mut exchange = Exchange::new(CapabilityFlags::empty());
         for round in 0..5000u32 {
-            let length = (state % 12) as usize;
-            let payload: Vec<u8> = (0..length)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect();
-            let seq = (state >> 8) as u8 % 3;
+            let payload = stream.bytes(12);
+            let seq = (stream.next_u64() >> 8) as u8 % 3;
             if round % 3 == 0 {
                 let answer = exchange.client_packet(payload.len(), seq, &payload);
                 // Only a COM_CHANGE_USER command is ever refused.

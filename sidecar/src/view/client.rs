@@ -1,6 +1,6 @@
 //! Subscribes to the operator's lock-view stream (`POST /v1/lockview`, HTTP/2
 //! over TLS; see docs/lock-view-protocol.md), applies what arrives to the
-//! [`ViewState`], acknowledges each applied revision, and reconnects with
+//! [`Enforcer`], acknowledges each applied revision, and reconnects with
 //! backoff when the stream ends. A reconnect always starts from a snapshot.
 
 use std::convert::Infallible;
@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 
-use super::ViewState;
+use super::Enforcer;
 use deadbolt_runtime::tls::{ClientTls, TlsError};
 
 /// A snapshot of many locks is one long line; anything beyond this is refused.
@@ -101,12 +101,12 @@ pub enum ClientError {
 pub struct ViewClient {
     config: ViewClientConfig,
     connector: TlsConnector,
-    state: Arc<ViewState>,
+    state: Arc<Enforcer>,
 }
 
 impl ViewClient {
     /// A client that feeds `state`.
-    pub fn new(config: ViewClientConfig, state: Arc<ViewState>) -> Result<Self, ClientError> {
+    pub fn new(config: ViewClientConfig, state: Arc<Enforcer>) -> Result<Self, ClientError> {
         if config.endpoint.scheme_str() != Some("https") || config.endpoint.host().is_none() {
             return Err(ClientError::Endpoint(config.endpoint.to_string()));
         }
@@ -282,7 +282,7 @@ fn jitter(base: Duration) -> Duration {
 }
 
 /// Cuts strict sessions once the view goes stale; runs for the life of the process.
-pub async fn staleness_watchdog(state: Arc<ViewState>, every: Duration) {
+pub async fn staleness_watchdog(state: Arc<Enforcer>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {

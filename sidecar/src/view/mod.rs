@@ -2,7 +2,7 @@
 //! adapter consults, and the client that keeps it current.
 
 mod client;
-mod state;
+mod enforcer;
 
 pub use client::{ClientError, ViewClient, ViewClientConfig, ViewCredentials, staleness_watchdog};
-pub use state::{Admission, Reach, ViewState};
+pub use enforcer::{Admission, Enforcer, Reach};

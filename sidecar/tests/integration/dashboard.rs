@@ -11,7 +11,7 @@ use deadbolt_runtime::admin::AdminEndpoints;
 use deadbolt_sidecar::audit::AuditSink;
 use deadbolt_sidecar::metrics::{Metrics as ProxyMetrics, ProxyAdmin};
 use deadbolt_sidecar::session::SessionRegistry;
-use deadbolt_sidecar::view::ViewState;
+use deadbolt_sidecar::view::Enforcer;
 
 /// The metric families (`# TYPE` names) a process renders.
 fn families(text: &str) -> Vec<String> {
@@ -30,7 +30,7 @@ fn every_series_on_the_dashboard_is_exported() {
     let operator = metrics.render(&ViewStore::default(), &Subscribers::new());
     let proxy = ProxyAdmin {
         metrics: Arc::new(ProxyMetrics::new()),
-        view: Arc::new(ViewState::new("p", SessionRegistry::default())),
+        view: Arc::new(Enforcer::new("p", SessionRegistry::default())),
         audit: AuditSink::memory().0,
     }
     .render_metrics();

@@ -165,6 +165,7 @@ impl MySerialize for LoginRequest<'_> {
 mod tests {
     use super::super::parse_error;
     use super::*;
+    use deadbolt_testkit::Garbage;
 
     #[test]
     fn login_requests_decode_with_mysql_common() {
@@ -234,17 +235,9 @@ mod tests {
         }
         assert!(decode::<HandshakeResponse<'_>>(&payload[..3], ()).is_err());
         // Pseudo-random garbage, deterministically.
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut stream = Garbage::new(0x2545_f491_4f6c_dd1d);
         for _ in 0..2000 {
-            let length = (state % 120) as usize;
-            let garbage: Vec<u8> = (0..length)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect();
+            let garbage = stream.bytes(120);
             // A response needs its four capability bytes at least.
             let response = decode::<HandshakeResponse<'_>>(&garbage, ());
             assert!(garbage.len() >= 4 || response.is_err());

@@ -18,7 +18,7 @@ use deadbolt_sidecar::gate::Gate;
 use deadbolt_sidecar::identity::Authenticator;
 use deadbolt_sidecar::kube::{self, KubeProxy};
 use deadbolt_sidecar::metrics::Metrics;
-use deadbolt_sidecar::view::ViewState;
+use deadbolt_sidecar::view::Enforcer;
 use deadbolt_testkit::poll;
 use futures::future::BoxFuture;
 use tempfile::TempDir;
@@ -68,7 +68,7 @@ pub struct KubeProxyHarness {
     /// Where clients connect.
     pub addr: SocketAddr,
     /// Its lock view.
-    pub view: Arc<ViewState>,
+    pub view: Arc<Enforcer>,
     /// Its audit events.
     pub audit: AuditBuffer,
     /// Its metrics.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use deadbolt_api::protocol::{ClusterConfig, MfaConfig, ViewObject};
 use deadbolt_api::resources::{RequireSessionMfa, SecondFactor, Webauthn};
-use deadbolt_operator::admission::FollowedView;
+use deadbolt_operator::admission::FollowingReplica;
 use deadbolt_operator::mfa::{self, MemoryDevices, MfaService};
 use deadbolt_operator::shutdown::{Shutdown, ShutdownTrigger};
 use deadbolt_runtime::audit::{AuditBuffer, AuditSink};
@@ -37,7 +37,7 @@ impl MfaServer {
         let clock = ManualClock::new(jiff::Timestamp::now());
         let (sink, audit): (AuditSink, AuditBuffer) = AuditSink::memory();
         let service = MfaService::new(
-            FollowedView::new(operator.store.clone()),
+            FollowingReplica::new(operator.store.clone()),
             operator.ca.clone(),
             Arc::new(MemoryDevices::default()),
             Arc::new(clock.clone()),

@@ -18,7 +18,7 @@ use deadbolt_sidecar::gate::Gate;
 use deadbolt_sidecar::identity::Authenticator;
 use deadbolt_sidecar::metrics::Metrics;
 use deadbolt_sidecar::mysql::{MysqlProxy, UpstreamConfig};
-use deadbolt_sidecar::view::ViewState;
+use deadbolt_sidecar::view::Enforcer;
 use futures::future::BoxFuture;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -58,7 +58,7 @@ pub struct Proxy {
     /// Where clients connect.
     pub addr: SocketAddr,
     /// Its lock view.
-    pub view: Arc<ViewState>,
+    pub view: Arc<Enforcer>,
     /// Its audit events.
     pub audit: AuditBuffer,
     /// Files for clients: `ca.crt`, and `<user>.crt`/`<user>.key`.

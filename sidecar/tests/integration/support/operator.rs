@@ -18,7 +18,7 @@ use deadbolt_runtime::clock::{Clock, SystemClock};
 use deadbolt_runtime::tls::{self, ClientAuth, ClientTls};
 use deadbolt_sidecar::session::SessionRegistry;
 use deadbolt_sidecar::view::{
-    ViewClient, ViewClientConfig, ViewCredentials, ViewState, staleness_watchdog,
+    Enforcer, ViewClient, ViewClientConfig, ViewCredentials, staleness_watchdog,
 };
 use deadbolt_testkit::lock_entry;
 use jiff::{SignedDuration, Timestamp};
@@ -190,7 +190,7 @@ impl Operator {
 impl Operator {
     /// A proxy's lock view named `server_id`, subscribed to this operator with
     /// a proxy certificate, with a watchdog fast enough for staleness tests.
-    pub fn subscribed_view(&self, server_id: &str) -> Arc<ViewState> {
+    pub fn subscribed_view(&self, server_id: &str) -> Arc<Enforcer> {
         self.subscribed_view_labelled(server_id, &[])
     }
 
@@ -199,9 +199,9 @@ impl Operator {
         &self,
         server_id: &str,
         labels: &[(&str, &str)],
-    ) -> Arc<ViewState> {
+    ) -> Arc<Enforcer> {
         let view = Arc::new(
-            ViewState::new(server_id, SessionRegistry::default())
+            Enforcer::new(server_id, SessionRegistry::default())
                 .with_labels(
                     labels
                         .iter()

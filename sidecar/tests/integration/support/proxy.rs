@@ -14,7 +14,7 @@ use deadbolt_sidecar::gate::Gate;
 use deadbolt_sidecar::identity::Authenticator;
 use deadbolt_sidecar::metrics::Metrics;
 use deadbolt_sidecar::postgres::{self, Passwords, PostgresProxy, UpstreamConfig};
-use deadbolt_sidecar::view::ViewState;
+use deadbolt_sidecar::view::Enforcer;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
@@ -26,7 +26,7 @@ pub struct Proxy {
     /// Where clients connect.
     pub addr: SocketAddr,
     /// Its lock view.
-    pub view: Arc<ViewState>,
+    pub view: Arc<Enforcer>,
     /// Its audit events.
     pub audit: AuditBuffer,
     /// Files for clients: `ca.crt`, and `<user>.crt`/`<user>.key`.

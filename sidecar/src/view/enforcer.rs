@@ -1,5 +1,5 @@
-//! The proxy's lock view: the replica, how fresh it is, and the admission
-//! decision every protocol adapter asks for. Applying a change and cutting the
+//! The proxy's enforcement point, [`Enforcer`]: its replica of the view, how
+//! fresh that is, and the admission decision every protocol adapter asks for. Applying a change and cutting the
 //! sessions it matches happen here, once, for every proxy kind.
 
 use std::collections::BTreeMap;
@@ -53,8 +53,9 @@ pub struct Admission {
     pub handle: SessionHandle,
 }
 
-/// The shared view of one proxy process.
-pub struct ViewState {
+/// The enforcement point of one proxy process: the view's replica, its
+/// freshness, the session registry and the clock, shared by every adapter.
+pub struct Enforcer {
     server_id: String,
     labels: BTreeMap<String, String>,
     replica: RwLock<ViewReplica>,
@@ -68,7 +69,7 @@ pub struct ViewState {
     clock: Arc<dyn Clock>,
 }
 
-impl ViewState {
+impl Enforcer {
     /// An empty view for the proxy `server_id`; nothing is admitted until a snapshot arrives.
     pub fn new(server_id: impl Into<String>, registry: SessionRegistry) -> Self {
         Self {
@@ -393,7 +394,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pushed_lock_cuts_an_admitted_session_and_refuses_new_ones() {
-        let state = ViewState::new("proxy-1", SessionRegistry::default());
+        let state = Enforcer::new("proxy-1", SessionRegistry::default());
         assert!(
             state.admit(&alice(), as_login("app")).is_err(),
             "no snapshot yet"
@@ -423,7 +424,7 @@ mod tests {
 
     #[test]
     fn a_check_decides_without_registering() {
-        let state = ViewState::new("proxy-1", SessionRegistry::default());
+        let state = Enforcer::new("proxy-1", SessionRegistry::default());
         assert_eq!(
             state.check(&alice(), Reach::Kubernetes).err(),
             Some(Refusal::Locked(Denial::StaleView))
@@ -441,7 +442,7 @@ mod tests {
 
     #[test]
     fn databases_need_a_role_that_allows_them() {
-        let state = ViewState::new("proxy-1", SessionRegistry::default())
+        let state = Enforcer::new("proxy-1", SessionRegistry::default())
             .with_labels([("env".to_string(), "dev".to_string())]);
         state
             .apply(snapshot(60_000, LockingMode::BestEffort))
@@ -463,7 +464,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_role_granted_after_login_and_then_locked_cuts_the_session() {
-        let state = ViewState::new("proxy-1", SessionRegistry::default());
+        let state = Enforcer::new("proxy-1", SessionRegistry::default());
         state
             .apply(snapshot(60_000, LockingMode::BestEffort))
             .unwrap();
@@ -496,7 +497,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_role_that_meets_an_existing_lock_cuts_the_live_session() {
-        let state = ViewState::new("proxy-1", SessionRegistry::default());
+        let state = Enforcer::new("proxy-1", SessionRegistry::default());
         state
             .apply(snapshot(60_000, LockingMode::BestEffort))
             .unwrap();
@@ -530,7 +531,7 @@ mod tests {
     #[tokio::test]
     async fn switching_to_strict_makes_live_sessions_strict() {
         let clock = ManualClock::new(Timestamp::now());
-        let state = ViewState::new("proxy-1", SessionRegistry::default())
+        let state = Enforcer::new("proxy-1", SessionRegistry::default())
             .with_clock(Arc::new(clock.clone()));
         state
             .apply(snapshot(60_000, LockingMode::BestEffort))
@@ -560,7 +561,7 @@ mod tests {
     #[tokio::test]
     async fn silence_makes_the_view_unreliable() {
         let clock = ManualClock::new(Timestamp::now());
-        let state = ViewState::new("proxy-1", SessionRegistry::default())
+        let state = Enforcer::new("proxy-1", SessionRegistry::default())
             .with_clock(Arc::new(clock.clone()));
         state.apply(snapshot(30_000, LockingMode::Strict)).unwrap();
         let mut admission = state.admit(&alice(), Reach::Kubernetes).unwrap();
@@ -577,7 +578,7 @@ mod tests {
 
     #[test]
     fn clocks_that_disagree_make_the_view_unreliable() {
-        let state = ViewState::new("proxy-1", SessionRegistry::default());
+        let state = Enforcer::new("proxy-1", SessionRegistry::default());
         state.apply(snapshot(30_000, LockingMode::Strict)).unwrap();
         let heartbeat = |sent_at| ViewEvent::Heartbeat {
             revision: 1,

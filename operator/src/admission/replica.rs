@@ -15,7 +15,7 @@ use tokio::sync::broadcast::{self, error::TryRecvError};
 use crate::view::ViewStore;
 
 /// A [`ViewReplica`] kept in step with a [`ViewStore`].
-pub struct FollowedView {
+pub struct FollowingReplica {
     store: ViewStore,
     state: Mutex<Follower>,
 }
@@ -25,13 +25,13 @@ struct Follower {
     events: broadcast::Receiver<ViewEvent>,
 }
 
-impl std::fmt::Debug for FollowedView {
+impl std::fmt::Debug for FollowingReplica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FollowedView").finish_non_exhaustive()
+        f.debug_struct("FollowingReplica").finish_non_exhaustive()
     }
 }
 
-impl FollowedView {
+impl FollowingReplica {
     /// A replica of the store as it is now, following every later change.
     pub fn new(store: ViewStore) -> Self {
         let follower = Follower::subscribe(&store);
@@ -95,7 +95,7 @@ mod tests {
     fn every_change_made_before_a_read_is_seen() {
         let store = ViewStore::default();
         store.upsert(lock("before"));
-        let view = FollowedView::new(store.clone());
+        let view = FollowingReplica::new(store.clone());
         store.upsert(lock("after"));
         store.delete(&ObjectKey::Lock("before".into()));
         let (revision, locks) = view.read(|r| (r.revision(), r.locks().len()));
@@ -106,7 +106,7 @@ mod tests {
     #[test]
     fn a_lagging_follower_starts_over_from_a_snapshot() {
         let store = ViewStore::new(2);
-        let view = FollowedView::new(store.clone());
+        let view = FollowingReplica::new(store.clone());
         for name in ["a", "b", "c", "d", "e"] {
             store.upsert(lock(name));
         }

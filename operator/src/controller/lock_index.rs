@@ -1,6 +1,6 @@
 //! The controllers' copy of the view's locks, indexed like a proxy's.
 //!
-//! [`follow`] replays the [`ViewStore`]'s change feed into a [`ViewLocks`]
+//! [`follow`] replays the [`ViewStore`]'s change feed into a [`SharedLockIndex`]
 //! index. From the same feed it writes `lock.deleted` (the leader only) and
 //! wakes the User controller whenever a lock that can lock a user changed, so
 //! `User.status.locked` never waits for a periodic resync and never lags the
@@ -16,7 +16,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use deadbolt_api::audit::AuditEventKind;
 use deadbolt_api::protocol::{ObjectKey, ViewEvent, ViewObject};
-use deadbolt_api::{LockEntry, LockView, Target, TargetKind};
+use deadbolt_api::{LockEntry, LockIndex, Target, TargetKind};
 use jiff::Timestamp;
 
 use super::Context;
@@ -27,9 +27,9 @@ use crate::view::{ViewFeed, ViewStore};
 
 /// The view's locks with the engine's hash index. Cheap to clone; clones share.
 #[derive(Clone, Debug, Default)]
-pub struct ViewLocks(Arc<RwLock<LockView>>);
+pub struct SharedLockIndex(Arc<RwLock<LockIndex>>);
 
-impl ViewLocks {
+impl SharedLockIndex {
     /// Adds or replaces a lock; returns the previous version.
     pub fn upsert(&self, entry: LockEntry) -> Option<LockEntry> {
         self.write().upsert(entry).map(|old| (*old).clone())
@@ -84,11 +84,11 @@ impl ViewLocks {
         gone
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, LockView> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, LockIndex> {
         self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, LockView> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, LockIndex> {
         self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn finds_user_and_role_locks_oldest_first() {
-        let locks = ViewLocks::default();
+        let locks = SharedLockIndex::default();
         let mut by_role = entry("by-role", target(TargetKind::Role, "dev"), None);
         by_role.created = at(-5);
         locks.upsert(entry("by-user", user("alice"), Some(100)));
