@@ -2,12 +2,14 @@
 //! patience and one way to wait for something ([`wait`]), builders for the
 //! objects tests feed the engine and the view ([`lock`]), timestamps from
 //! seconds or RFC 3339 text ([`time`]), a free loopback port ([`net`]), a CA
-//! and serving configs for loopback TLS servers ([`tls`]), and the in-memory
-//! audit sink ([`audit`]), and deterministic garbage for parser tests
+//! and serving configs for loopback TLS servers ([`tls`]), the in-memory
+//! audit sink ([`audit`]), a mocked API server for exact request checks
+//! ([`api_server`]), and deterministic garbage for parser tests
 //! ([`garbage`]).
 //!
 //! A dev-dependency only: no production code depends on it.
 
+pub mod api_server;
 pub mod audit;
 pub mod garbage;
 pub mod lock;
@@ -16,6 +18,7 @@ pub mod time;
 pub mod tls;
 pub mod wait;
 
+pub use api_server::ApiServer;
 pub use garbage::Garbage;
 pub use lock::{LockBuilder, lock_entry, target, targets};
 pub use net::free_port;

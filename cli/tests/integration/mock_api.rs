@@ -3,20 +3,14 @@
 //! prints, and that bad input sends nothing at all.
 
 use clap::Parser;
-use http::{Method, Request, Response};
+use deadbolt_testkit::ApiServer;
+use http::{Method, Response};
 use kube::Client;
 use kube::client::Body;
 use kubectl_deadbolt::{Cli, Error, execute};
 use serde_json::{Value, json};
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
 const LOCKS_PATH: &str = "/apis/deadbolt.dev/v1/locks";
-
-fn mock_client() -> (Client, Handle) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (Client::new(service, "default"), handle)
-}
 
 struct Outcome {
     result: Result<(), Error>,
@@ -45,23 +39,6 @@ async fn run(args: &[&str], client: Client) -> Outcome {
         out: String::from_utf8(out).unwrap(),
         err: String::from_utf8(err).unwrap(),
     }
-}
-
-async fn body_json(request: Request<Body>) -> Value {
-    let bytes = request
-        .into_body()
-        .collect_bytes()
-        .await
-        .expect("request body");
-    serde_json::from_slice(&bytes).expect("request body is JSON")
-}
-
-fn respond(status: u16, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
 }
 
 fn lock_json(name: &str, target: Value) -> Value {
@@ -99,27 +76,17 @@ fn deleted_status(name: &str) -> Value {
 }
 
 /// Answers the next request, which must be the first list page, with `items`.
-async fn expect_list(handle: &mut Handle, items: Vec<Value>) {
-    let (request, send) = handle.next_request().await.expect("a list request");
-    assert_eq!(request.method(), Method::GET);
-    assert_eq!(request.uri().path(), LOCKS_PATH);
-    assert_eq!(request.uri().query(), Some("&limit=500"));
-    send.send_response(respond(200, &list_json(items, None)));
+async fn expect_list(server: &mut ApiServer, items: Vec<Value>) {
+    server
+        .expect_get(&format!("{LOCKS_PATH}?&limit=500"), list_json(items, None))
+        .await;
 }
 
 /// Answers the next request, which must delete lock `name`.
-async fn expect_delete(handle: &mut Handle, name: &str) {
-    let (request, send) = handle.next_request().await.expect("a delete request");
-    assert_eq!(request.method(), Method::DELETE);
-    assert_eq!(request.uri().path(), format!("{LOCKS_PATH}/{name}"));
-    send.send_response(respond(200, &deleted_status(name)));
-}
-
-/// Fails when the plugin sent anything more; returns once the client is gone.
-async fn expect_no_more(handle: &mut Handle) {
-    if let Some((request, _)) = handle.next_request().await {
-        panic!("unexpected request: {} {}", request.method(), request.uri());
-    }
+async fn expect_delete(server: &mut ApiServer, name: &str) {
+    server
+        .expect_delete(&format!("{LOCKS_PATH}/{name}?"), deleted_status(name))
+        .await;
 }
 
 fn assert_uuid_v4(name: &str) {
@@ -129,17 +96,15 @@ fn assert_uuid_v4(name: &str) {
 }
 
 /// Answers a create with what the API server would return: the object, with server fields filled in.
-async fn expect_create(handle: &mut Handle) -> Value {
-    let (request, send) = handle.next_request().await.expect("a create request");
-    assert_eq!(request.method(), Method::POST);
-    assert_eq!(request.uri().path(), LOCKS_PATH);
-    assert_eq!(request.uri().query(), Some(""));
-    let body = body_json(request).await;
-    let mut created = body.clone();
-    created["metadata"]["uid"] = json!("b1c5a8a2-0000-4000-8000-000000000000");
-    created["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
-    send.send_response(respond(201, &created));
-    body
+async fn expect_create(server: &mut ApiServer) -> Value {
+    server
+        .expect_create(&format!("{LOCKS_PATH}?"), |body| {
+            let mut created = body.clone();
+            created["metadata"]["uid"] = json!("b1c5a8a2-0000-4000-8000-000000000000");
+            created["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+            created
+        })
+        .await
 }
 
 fn created_line(body: &Value) -> String {
@@ -151,10 +116,10 @@ fn created_line(body: &Value) -> String {
 
 #[tokio::test]
 async fn lock_with_user_message_and_ttl_posts_the_lock() {
-    let (client, mut handle) = mock_client();
-    let server = tokio::spawn(async move {
-        let body = expect_create(&mut handle).await;
-        expect_no_more(&mut handle).await;
+    let (client, mut server) = ApiServer::pair();
+    let verifier = tokio::spawn(async move {
+        let body = expect_create(&mut server).await;
+        server.finish().await;
         body
     });
     let outcome = run(
@@ -167,7 +132,7 @@ async fn lock_with_user_message_and_ttl_posts_the_lock() {
         client,
     )
     .await;
-    let body = server.await.unwrap();
+    let body = verifier.await.unwrap();
     outcome.result.as_ref().expect("lock succeeds");
 
     let name = body["metadata"]["name"]
@@ -197,10 +162,10 @@ async fn lock_with_user_message_and_ttl_posts_the_lock() {
 
 #[tokio::test]
 async fn lock_with_expires_sends_an_rfc3339_utc_time() {
-    let (client, mut handle) = mock_client();
-    let server = tokio::spawn(async move {
-        let body = expect_create(&mut handle).await;
-        expect_no_more(&mut handle).await;
+    let (client, mut server) = ApiServer::pair();
+    let verifier = tokio::spawn(async move {
+        let body = expect_create(&mut server).await;
+        server.finish().await;
         body
     });
     let outcome = run(
@@ -213,7 +178,7 @@ async fn lock_with_expires_sends_an_rfc3339_utc_time() {
         client,
     )
     .await;
-    let body = server.await.unwrap();
+    let body = verifier.await.unwrap();
     outcome.result.as_ref().expect("lock succeeds");
     assert_uuid_v4(body["metadata"]["name"].as_str().unwrap());
     assert_eq!(
@@ -225,10 +190,10 @@ async fn lock_with_expires_sends_an_rfc3339_utc_time() {
 
 #[tokio::test]
 async fn lock_with_every_target_flag_sets_every_field() {
-    let (client, mut handle) = mock_client();
-    let server = tokio::spawn(async move {
-        let body = expect_create(&mut handle).await;
-        expect_no_more(&mut handle).await;
+    let (client, mut server) = ApiServer::pair();
+    let verifier = tokio::spawn(async move {
+        let body = expect_create(&mut server).await;
+        server.finish().await;
         body
     });
     let outcome = run(
@@ -246,7 +211,7 @@ async fn lock_with_every_target_flag_sets_every_field() {
         client,
     )
     .await;
-    let body = server.await.unwrap();
+    let body = verifier.await.unwrap();
     outcome.result.as_ref().expect("lock succeeds");
     assert_eq!(
         body["spec"],
@@ -268,20 +233,21 @@ async fn lock_with_every_target_flag_sets_every_field() {
 async fn each_lock_gets_a_fresh_name() {
     let mut names = Vec::new();
     for _ in 0..2 {
-        let (client, mut handle) = mock_client();
-        let server = tokio::spawn(async move { expect_create(&mut handle).await });
+        let (client, mut server) = ApiServer::pair();
+        let verifier = tokio::spawn(async move { expect_create(&mut server).await });
         run(&["lock", "--user=alice"], client).await.result.unwrap();
-        names.push(server.await.unwrap()["metadata"]["name"].clone());
+        names.push(verifier.await.unwrap()["metadata"]["name"].clone());
     }
     assert_ne!(names[0], names[1]);
 }
 
 #[tokio::test]
 async fn forbidden_create_prints_like_kubectl() {
-    let (client, mut handle) = mock_client();
-    let server = tokio::spawn(async move {
-        let (_, send) = handle.next_request().await.expect("a create request");
-        send.send_response(respond(
+    let (client, mut server) = ApiServer::pair();
+    let verifier = tokio::spawn(async move {
+        let (_, send) = server.next().await;
+        ApiServer::reply(
+            send,
             403,
             &status_json(
                 403,
@@ -289,11 +255,11 @@ async fn forbidden_create_prints_like_kubectl() {
                 "locks.deadbolt.dev is forbidden: User \"bob\" cannot create resource \"locks\" in API group \"deadbolt.dev\" at the cluster scope",
                 None,
             ),
-        ));
-        expect_no_more(&mut handle).await;
+        );
+        server.finish().await;
     });
     let outcome = run(&["lock", "--user=alice"], client).await;
-    server.await.unwrap();
+    verifier.await.unwrap();
     assert_eq!(
         outcome.error_text(),
         "Error from server (Forbidden): locks.deadbolt.dev is forbidden: User \"bob\" cannot create resource \"locks\" in API group \"deadbolt.dev\" at the cluster scope"
@@ -303,9 +269,9 @@ async fn forbidden_create_prints_like_kubectl() {
 
 #[tokio::test]
 async fn missing_crd_gets_a_hint() {
-    let (client, mut handle) = mock_client();
-    let server = tokio::spawn(async move {
-        let (_, send) = handle.next_request().await.expect("a create request");
+    let (client, mut server) = ApiServer::pair();
+    let verifier = tokio::spawn(async move {
+        let (_, send) = server.next().await;
         send.send_response(
             Response::builder()
                 .status(404)
@@ -315,7 +281,7 @@ async fn missing_crd_gets_a_hint() {
         );
     });
     let outcome = run(&["lock", "--user=alice"], client).await;
-    server.await.unwrap();
+    verifier.await.unwrap();
     assert_eq!(
         outcome.error_text(),
         "Error from server (NotFound): 404 page not found (is Deadbolt installed? the locks.deadbolt.dev CustomResourceDefinition was not found)"
@@ -324,10 +290,10 @@ async fn missing_crd_gets_a_hint() {
 
 #[tokio::test]
 async fn unlock_deletes_only_locks_with_exactly_that_target() {
-    let (client, mut handle) = mock_client();
-    let server = tokio::spawn(async move {
+    let (client, mut server) = ApiServer::pair();
+    let verifier = tokio::spawn(async move {
         expect_list(
-            &mut handle,
+            &mut server,
             vec![
                 lock_json("alice-1", json!({"user": "alice"})),
                 lock_json("alice-and-dev", json!({"user": "alice", "role": "dev"})),
@@ -337,12 +303,12 @@ async fn unlock_deletes_only_locks_with_exactly_that_target() {
             ],
         )
         .await;
-        expect_delete(&mut handle, "alice-1").await;
-        expect_delete(&mut handle, "alice-2").await;
-        expect_no_more(&mut handle).await;
+        expect_delete(&mut server, "alice-1").await;
+        expect_delete(&mut server, "alice-2").await;
+        server.finish().await;
     });
     let outcome = run(&["unlock", "--user=alice"], client).await;
-    server.await.unwrap();
+    verifier.await.unwrap();
     outcome.result.as_ref().expect("unlock succeeds");
     assert_eq!(
         outcome.out,
@@ -352,10 +318,10 @@ async fn unlock_deletes_only_locks_with_exactly_that_target() {
 
 #[tokio::test]
 async fn unlock_with_several_flags_needs_all_of_them() {
-    let (client, mut handle) = mock_client();
-    let server = tokio::spawn(async move {
+    let (client, mut server) = ApiServer::pair();
+    let verifier = tokio::spawn(async move {
         expect_list(
-            &mut handle,
+            &mut server,
             vec![
                 lock_json("alice", json!({"user": "alice"})),
                 lock_json("alice-and-dev", json!({"role": "dev", "user": "alice"})),
@@ -366,31 +332,31 @@ async fn unlock_with_several_flags_needs_all_of_them() {
             ],
         )
         .await;
-        expect_delete(&mut handle, "alice-and-dev").await;
-        expect_no_more(&mut handle).await;
+        expect_delete(&mut server, "alice-and-dev").await;
+        server.finish().await;
     });
     let outcome = run(&["unlock", "--role=dev", "--user=alice"], client).await;
-    server.await.unwrap();
+    verifier.await.unwrap();
     outcome.result.as_ref().expect("unlock succeeds");
     assert_eq!(outcome.out, "lock \"alice-and-dev\" has been deleted\n");
 }
 
 #[tokio::test]
 async fn unlock_without_an_exact_match_fails_and_deletes_nothing() {
-    let (client, mut handle) = mock_client();
-    let server = tokio::spawn(async move {
+    let (client, mut server) = ApiServer::pair();
+    let verifier = tokio::spawn(async move {
         expect_list(
-            &mut handle,
+            &mut server,
             vec![
                 lock_json("alice-and-dev", json!({"user": "alice", "role": "dev"})),
                 lock_json("bob", json!({"user": "bob"})),
             ],
         )
         .await;
-        expect_no_more(&mut handle).await;
+        server.finish().await;
     });
     let outcome = run(&["unlock", "--user=alice"], client).await;
-    server.await.unwrap();
+    verifier.await.unwrap();
     assert!(matches!(outcome.result, Err(Error::NoMatch { .. })));
     assert_eq!(
         outcome.error_text(),
@@ -401,8 +367,8 @@ async fn unlock_without_an_exact_match_fails_and_deletes_nothing() {
 
 #[tokio::test]
 async fn ls_pages_through_locks_and_prints_a_table() {
-    let (client, mut handle) = mock_client();
-    let server = tokio::spawn(async move {
+    let (client, mut server) = ApiServer::pair();
+    let verifier = tokio::spawn(async move {
         let mut in_force = lock_json(
             "5444970a-39a0-4814-968d-e58b4a8fa686",
             json!({"user": "alice", "role": "dev"}),
@@ -420,11 +386,11 @@ async fn ls_pages_through_locks_and_prints_a_table() {
                  "lastTransitionTime": "2026-01-01T00:00:00Z"},
             ],
         });
-        let (request, send) = handle.next_request().await.expect("first page");
+        let (request, send) = server.next().await;
         assert_eq!(request.method(), Method::GET);
         assert_eq!(request.uri().path(), LOCKS_PATH);
         assert_eq!(request.uri().query(), Some("&limit=500"));
-        send.send_response(respond(200, &list_json(vec![in_force], Some("page-2"))));
+        ApiServer::reply(send, 200, &list_json(vec![in_force], Some("page-2")));
 
         let mut forever = lock_json("forever", json!({"serverId": "proxy-1"}));
         forever["spec"]["message"] = json!("line one\nline two");
@@ -432,15 +398,15 @@ async fn ls_pages_through_locks_and_prints_a_table() {
         fixed["spec"]["expires"] = json!("2030-01-01T00:00:00Z");
         let mut fresh = lock_json("fresh", json!({"device": "d1"}));
         fresh["spec"]["ttl"] = json!("1h30m");
-        let (request, send) = handle.next_request().await.expect("second page");
+        let (request, send) = server.next().await;
         assert_eq!(request.method(), Method::GET);
         assert_eq!(request.uri().path(), LOCKS_PATH);
         assert_eq!(request.uri().query(), Some("&limit=500&continue=page-2"));
-        send.send_response(respond(200, &list_json(vec![forever, fixed, fresh], None)));
-        expect_no_more(&mut handle).await;
+        ApiServer::reply(send, 200, &list_json(vec![forever, fixed, fresh], None));
+        server.finish().await;
     });
     let outcome = run(&["ls"], client).await;
-    server.await.unwrap();
+    verifier.await.unwrap();
     outcome.result.as_ref().expect("ls succeeds");
     let expected = [
         "NAME                                   TARGET                    MESSAGE                EXPIRES                IN-FORCE   ENFORCED",
@@ -458,13 +424,13 @@ async fn ls_pages_through_locks_and_prints_a_table() {
 
 #[tokio::test]
 async fn ls_with_no_locks_says_so_on_stderr() {
-    let (client, mut handle) = mock_client();
-    let server = tokio::spawn(async move {
-        expect_list(&mut handle, vec![]).await;
-        expect_no_more(&mut handle).await;
+    let (client, mut server) = ApiServer::pair();
+    let verifier = tokio::spawn(async move {
+        expect_list(&mut server, vec![]).await;
+        server.finish().await;
     });
     let outcome = run(&["ls"], client).await;
-    server.await.unwrap();
+    verifier.await.unwrap();
     outcome.result.as_ref().expect("ls succeeds");
     assert_eq!(outcome.out, "");
     assert_eq!(outcome.err, "No locks found.\n");
@@ -472,23 +438,23 @@ async fn ls_with_no_locks_says_so_on_stderr() {
 
 #[tokio::test]
 async fn rm_deletes_the_named_lock() {
-    let (client, mut handle) = mock_client();
-    let server = tokio::spawn(async move {
+    let (client, mut server) = ApiServer::pair();
+    let verifier = tokio::spawn(async move {
         let name = "24679348-baff-4987-a2cd-e820ab7f9d2b";
-        let (request, send) = handle.next_request().await.expect("a delete request");
+        let (request, send) = server.next().await;
         assert_eq!(request.method(), Method::DELETE);
         assert_eq!(request.uri().path(), format!("{LOCKS_PATH}/{name}"));
         // kube sends empty DeleteParams as a JSON body.
-        assert_eq!(body_json(request).await, json!({}));
-        send.send_response(respond(200, &lock_json(name, json!({"user": "alice"}))));
-        expect_no_more(&mut handle).await;
+        assert_eq!(ApiServer::body(request).await, json!({}));
+        ApiServer::reply(send, 200, &lock_json(name, json!({"user": "alice"})));
+        server.finish().await;
     });
     let outcome = run(
         &["rm", "locks/24679348-baff-4987-a2cd-e820ab7f9d2b"],
         client,
     )
     .await;
-    server.await.unwrap();
+    verifier.await.unwrap();
     outcome.result.as_ref().expect("rm succeeds");
     assert_eq!(
         outcome.out,
@@ -498,12 +464,13 @@ async fn rm_deletes_the_named_lock() {
 
 #[tokio::test]
 async fn rm_of_a_missing_lock_says_not_found() {
-    let (client, mut handle) = mock_client();
-    let server = tokio::spawn(async move {
-        let (request, send) = handle.next_request().await.expect("a delete request");
+    let (client, mut server) = ApiServer::pair();
+    let verifier = tokio::spawn(async move {
+        let (request, send) = server.next().await;
         assert_eq!(request.method(), Method::DELETE);
         assert_eq!(request.uri().path(), format!("{LOCKS_PATH}/nope"));
-        send.send_response(respond(
+        ApiServer::reply(
+            send,
             404,
             &status_json(
                 404,
@@ -511,11 +478,11 @@ async fn rm_of_a_missing_lock_says_not_found() {
                 "locks.deadbolt.dev \"nope\" not found",
                 Some("nope"),
             ),
-        ));
-        expect_no_more(&mut handle).await;
+        );
+        server.finish().await;
     });
     let outcome = run(&["rm", "nope"], client).await;
-    server.await.unwrap();
+    verifier.await.unwrap();
     assert!(matches!(&outcome.result, Err(Error::NotFound(name)) if name == "nope"));
     assert_eq!(outcome.error_text(), "error: lock \"nope\" not found");
     assert_eq!(outcome.out, "");
@@ -523,10 +490,10 @@ async fn rm_of_a_missing_lock_says_not_found() {
 
 /// Runs a command whose flags are bad and checks that it fails with `expected` and sends nothing.
 async fn assert_rejected_offline(args: &[&str], expected: &str) {
-    let (client, mut handle) = mock_client();
-    let server = tokio::spawn(async move { expect_no_more(&mut handle).await });
+    let (client, server) = ApiServer::pair();
+    let verifier = tokio::spawn(async move { server.finish().await });
     let outcome = run(args, client).await;
-    server.await.unwrap();
+    verifier.await.unwrap();
     assert_eq!(outcome.error_text(), expected, "{args:?}");
     assert_eq!(outcome.out, "");
 }
@@ -586,14 +553,14 @@ async fn bad_expires_is_explained() {
     )
     .await;
     let outcome_text = {
-        let (client, mut handle) = mock_client();
-        let server = tokio::spawn(async move { expect_no_more(&mut handle).await });
+        let (client, server) = ApiServer::pair();
+        let verifier = tokio::spawn(async move { server.finish().await });
         let outcome = run(
             &["lock", "--user=a", "--expires=2030-02-30T00:00:00Z"],
             client,
         )
         .await;
-        server.await.unwrap();
+        verifier.await.unwrap();
         outcome.error_text()
     };
     assert!(

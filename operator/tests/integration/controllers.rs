@@ -16,14 +16,13 @@ use deadbolt_operator::controller::{
 use deadbolt_operator::leader::Leadership;
 use deadbolt_operator::subscribers::Subscribers;
 use deadbolt_operator::view::ViewStore;
-use deadbolt_testkit::{PATIENCE, at, lock_entry, target};
-use http::{Method, Request, Response};
-use kube::client::Body;
+use deadbolt_testkit::api_server::success_status;
+use deadbolt_testkit::{ApiServer, PATIENCE, at, lock_entry, target};
+use http::Method;
 use kube::runtime::controller::Action;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
-use tower_test::mock::{self, Handle, SendResponse};
 
 const EVENTS_URI: &str = "/apis/events.k8s.io/v1/namespaces/default/events?";
 
@@ -49,17 +48,17 @@ struct Scenario {
 }
 
 fn scenario(now: &str) -> Scenario {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let (client, server) = ApiServer::pair();
     let clock = ManualClock::new(at(now));
     let (audit_sink, audit) = AuditSink::memory();
-    let ctx = Context::new(kube::Client::new(service, "default"))
+    let ctx = Context::new(client)
         .with_clock(Arc::new(clock.clone()))
         .with_audit(audit_sink);
     Scenario {
         ctx,
         clock,
         audit,
-        server: ApiServer(handle),
+        server,
     }
 }
 
@@ -101,52 +100,8 @@ fn rethrow(result: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// The API server side of `tower_test::mock::pair`.
-struct ApiServer(Handle<Request<Body>, Response<Body>>);
-
-impl ApiServer {
-    async fn next(&mut self) -> (Request<Body>, SendResponse<Response<Body>>) {
-        tokio::time::timeout(PATIENCE, self.0.next_request())
-            .await
-            .expect("no request arrived")
-            .expect("the client went away before the expected request")
-    }
-
-    async fn body(request: Request<Body>) -> Value {
-        let bytes = request.into_body().collect_bytes().await.unwrap();
-        serde_json::from_slice(&bytes).expect("a JSON body")
-    }
-
-    fn reply(send: SendResponse<Response<Body>>, status: u16, body: &Value) {
-        send.send_response(
-            Response::builder()
-                .status(status)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(body).unwrap()))
-                .unwrap(),
-        );
-    }
-
-    /// A server-side apply as `deadbolt-operator` to exactly `uri`, with exactly `expected`.
-    async fn expect_apply(&mut self, uri: &str, expected: Value, reply: Value) {
-        let (request, send) = self.next().await;
-        assert_eq!(request.method(), Method::PATCH);
-        assert_eq!(request.uri().to_string(), uri);
-        assert_eq!(
-            request.headers()["content-type"],
-            "application/apply-patch+yaml"
-        );
-        assert_eq!(Self::body(request).await, expected);
-        Self::reply(send, 200, &reply);
-    }
-
-    /// A status apply; answers with `object` carrying the applied status.
-    async fn expect_status(&mut self, uri: &str, object: &impl serde::Serialize, expected: Value) {
-        let mut reply = serde_json::to_value(object).unwrap();
-        reply["status"] = expected["status"].clone();
-        self.expect_apply(uri, expected, reply).await;
-    }
-
+/// What the controllers send besides applies and reads, on testkit's [`ApiServer`].
+trait ControllerRequests {
     /// A Kubernetes Event about `regarding` (kind, name) with this type, reason and note.
     async fn expect_event(
         &mut self,
@@ -154,54 +109,34 @@ impl ApiServer {
         type_: &str,
         reason: &str,
         note: &str,
+    );
+
+    /// A DELETE of exactly `uri` with exactly `expected` as its options.
+    async fn expect_deletion(&mut self, uri: &str, expected: Value);
+}
+
+impl ControllerRequests for ApiServer {
+    async fn expect_event(
+        &mut self,
+        regarding: (&str, &str),
+        type_: &str,
+        reason: &str,
+        note: &str,
     ) {
-        let (request, send) = self.next().await;
-        assert_eq!(request.method(), Method::POST);
-        assert_eq!(request.uri().to_string(), EVENTS_URI);
-        let event = Self::body(request).await;
+        let (request, send) = self.expect(Method::POST, EVENTS_URI).await;
+        let event = ApiServer::body(request).await;
         assert_eq!(event["regarding"]["kind"], regarding.0, "{event}");
         assert_eq!(event["regarding"]["name"], regarding.1, "{event}");
         assert_eq!(event["type"], type_, "{event}");
         assert_eq!(event["reason"], reason, "{event}");
         assert_eq!(event["note"], note, "{event}");
         assert_eq!(event["reportingController"], "deadbolt-operator", "{event}");
-        Self::reply(send, 201, &event);
+        ApiServer::reply(send, 201, &event);
     }
 
-    /// A DELETE of exactly `uri` with exactly `expected` as its options.
-    async fn expect_delete(&mut self, uri: &str, expected: Value) {
-        let (request, send) = self.next().await;
-        assert_eq!(request.method(), Method::DELETE);
-        assert_eq!(request.uri().to_string(), uri);
-        assert_eq!(Self::body(request).await, expected);
-        let success =
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}});
-        Self::reply(send, 200, &success);
-    }
-
-    /// A GET of exactly `uri`, answered with `reply`.
-    async fn expect_get(&mut self, uri: &str, reply: Value) {
-        let (request, send) = self.next().await;
-        assert_eq!(request.method(), Method::GET);
-        assert_eq!(request.uri().to_string(), uri);
-        Self::reply(send, 200, &reply);
-    }
-
-    /// No further request: the client is gone without making one.
-    async fn finish(mut self) {
-        let extra = self.0.next_request().await;
-        if let Some((request, _)) = extra {
-            panic!("unexpected request: {} {}", request.method(), request.uri());
-        }
-    }
-
-    /// Plays `script`, then fails on any further request until the client is dropped.
-    fn spawn<F>(self, script: impl FnOnce(Self) -> F) -> JoinHandle<()>
-    where
-        F: Future<Output = Self> + Send + 'static,
-    {
-        let script = script(self);
-        tokio::spawn(async move { script.await.finish().await })
+    async fn expect_deletion(&mut self, uri: &str, expected: Value) {
+        let options = self.expect_delete(uri, success_status()).await;
+        assert_eq!(options, expected);
     }
 }
 
@@ -489,7 +424,7 @@ async fn expired_locks_are_deleted_after_the_retention() {
     // Expired at 02:00, retention 1h: 03:00 is the end of retention.
     let verifier = server.spawn(|mut server| async move {
         server
-            .expect_delete(
+            .expect_deletion(
                 "/apis/deadbolt.dev/v1/locks/maintenance?",
                 json!({"preconditions": {"uid": "0a6b1f3e-7c55-4d7e-8f30-51f0b2c9d812"}}),
             )
@@ -766,7 +701,7 @@ async fn unsuspending_removes_the_automatic_lock() {
             )
             .await;
         server
-            .expect_delete(
+            .expect_deletion(
                 "/apis/deadbolt.dev/v1/locks/deadbolt-suspended-bob?",
                 json!({"preconditions": {"uid": "c0ffee00-0000-4000-8000-000000000001"}}),
             )
@@ -834,7 +769,7 @@ async fn a_temporary_user_is_deleted_when_it_expires() {
     let carol: User = fixture("user-temporary.yaml");
     let verifier = server.spawn(|mut server| async move {
         server
-            .expect_delete(
+            .expect_deletion(
                 "/apis/deadbolt.dev/v1/users/carol?",
                 json!({"preconditions": {"uid": "3c9d7e21-5a4b-4c3d-9e8f-7a6b5c4d3e2f"}}),
             )
@@ -899,7 +834,7 @@ async fn a_capped_temporary_user_is_deleted_30_hours_after_creation() {
     let dave: User = fixture("user-temporary-too-long.yaml");
     let verifier = server.spawn(|mut server| async move {
         server
-            .expect_delete(
+            .expect_deletion(
                 "/apis/deadbolt.dev/v1/users/dave?",
                 json!({"preconditions": {"uid": "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"}}),
             )
@@ -1028,7 +963,7 @@ async fn followers_write_nothing() {
 /// A cluster for `controller::run`: lists return the fixtures, watches stay
 /// open, and every write is reported on `writes` as (method, URI, body).
 async fn cluster(
-    mut handle: Handle<Request<Body>, Response<Body>>,
+    mut server: ApiServer,
     writes: tokio::sync::mpsc::UnboundedSender<(Method, String, Value)>,
 ) {
     let objects: Vec<(&str, Value)> = vec![
@@ -1038,7 +973,7 @@ async fn cluster(
         ("clusterauthpreferences", fixture("cap-empty.yaml")),
     ];
     let mut held = Vec::new();
-    while let Some((request, send)) = handle.next_request().await {
+    while let Some((request, send)) = server.next_or_gone().await {
         let method = request.method().clone();
         let uri = request.uri().to_string();
         let path = request.uri().path().to_string();
@@ -1086,11 +1021,11 @@ async fn the_controllers_run_against_a_cluster_and_stop_on_shutdown() {
     use deadbolt_operator::subscribers::Subscribers;
     use deadbolt_operator::view::ViewStore;
 
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let (client, server) = ApiServer::pair();
     let (writes_tx, mut writes) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(cluster(handle, writes_tx));
+    tokio::spawn(cluster(server, writes_tx));
     let (audit_sink, audit) = AuditSink::memory();
-    let ctx = Context::new(kube::Client::new(service, "default")).with_audit(audit_sink);
+    let ctx = Context::new(client).with_audit(audit_sink);
     let (stop, shutdown) = Shutdown::new();
     let task = tokio::spawn(controller::run(
         Arc::new(ctx),
