@@ -21,6 +21,8 @@
 //! - [`mfa`] registers security keys and turns a WebAuthn check into a
 //!   short-lived session credential (per-session MFA).
 //! - [`failure`] is how every endpoint above says no: a Kubernetes `Status`.
+//! - [`https`] is the one server loop under the stream, the webhooks and the
+//!   MFA service: TLS, HTTP/2 (or HTTP/1.1), limits, idle close and drain.
 
 pub use deadbolt_runtime::{body, logging, shutdown};
 
@@ -31,6 +33,7 @@ pub mod auth;
 pub mod ca;
 pub mod controller;
 pub mod failure;
+pub mod https;
 pub mod leader;
 pub mod mfa;
 pub mod ownership;

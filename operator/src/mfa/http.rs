@@ -3,10 +3,8 @@
 //! the caller is (its certificate, else its bearer token by TokenReview), and
 //! routing to [`MfaService`]. Refusals are Kubernetes `Status` bodies.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_api::mfa::service::{
@@ -14,26 +12,21 @@ use deadbolt_api::mfa::service::{
     REGISTER_FINISH_PATH, WHOAMI_PATH,
 };
 use deadbolt_runtime::certificate;
-use deadbolt_runtime::connection::{Activity, ConnectionLimits, close_when_idle};
-use deadbolt_runtime::listener::{MAX_CONNECTIONS, accept_until, tls_handshake};
+use deadbolt_runtime::connection::ConnectionLimits;
 use deadbolt_runtime::token::{TokenChecker, TokenError};
 use http::{HeaderValue, Method, Request, Response, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::server::conn::http2;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use super::service::{Caller, MfaService};
 use crate::auth::bearer_token;
 use crate::body::ChannelBody;
 use crate::failure::Failure;
+use crate::https::Listener;
 use crate::shutdown::Shutdown;
 
 /// The ALPN protocol: HTTP/2 only, so a ceremony's calls share a connection.
@@ -42,14 +35,17 @@ pub const ALPN: &[&[u8]] = &[b"h2"];
 /// The largest request body: a WebAuthn credential or assertion is a few KiB.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A caller's connection: a request within 10s, closed after 90s idle.
-const LIMITS: ConnectionLimits = ConnectionLimits {
-    max_concurrent_streams: 8,
-    ..ConnectionLimits::API
+/// A caller's connection, HTTP/2 only: a request within 10s, closed after
+/// 90s idle, a few calls at once.
+const LISTENER: Listener = Listener {
+    name: "mfa",
+    limits: ConnectionLimits {
+        max_concurrent_streams: 8,
+        ..ConnectionLimits::API
+    },
+    http1: false,
+    keep_alive: None,
 };
-
-/// How long shutdown waits for calls in flight.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who may call: the service, and the token checker (none in standalone mode).
 pub struct Endpoint {
@@ -72,50 +68,21 @@ pub async fn serve(
     endpoint: Endpoint,
     shutdown: Shutdown,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let endpoint = Arc::new(endpoint);
-    let graceful = GracefulShutdown::new();
-    accept_until(&listener, &shutdown, "mfa", MAX_CONNECTIONS, |tcp, remote| {
-        let acceptor = acceptor.clone();
-        let endpoint = endpoint.clone();
-        let watcher = graceful.watcher();
-        async move {
-            let Some(tls) = tls_handshake(&acceptor, tcp, remote, "mfa").await else {
-                return;
-            };
-            let certificate = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(certificate::identity);
+    LISTENER
+        .serve(listener, tls, &shutdown, move |peer| {
             let connection = Arc::new(Connection {
-                remote,
-                certificate,
+                remote: peer.remote,
+                certificate: peer.certificate.as_ref().map(certificate::identity),
             });
-            let service = service_fn(move |request| {
+            let endpoint = endpoint.clone();
+            move |request| {
                 let endpoint = endpoint.clone();
                 let connection = connection.clone();
-                async move { Ok::<_, Infallible>(handle(&endpoint, &connection, request).await) }
-            });
-            let activity = Activity::new();
-            let connection = http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(LIMITS.max_concurrent_streams)
-                .serve_connection(TokioIo::new(tls), activity.track(service));
-            if let Err(error) = close_when_idle(watcher.watch(connection), activity, LIMITS).await {
-                tracing::debug!(%remote, %error, "MFA connection ended with an error");
+                async move { handle(&endpoint, &connection, request).await }
             }
-        }
-    })
-    .await;
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("MFA connections did not drain in time; dropping them");
-    }
+        })
+        .await;
 }
 
 async fn handle(

@@ -8,23 +8,17 @@ mod acks;
 mod handler;
 mod session;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadbolt_runtime::connection::{Activity, ConnectionLimits, close_when_idle};
-use deadbolt_runtime::listener::{MAX_CONNECTIONS, accept_until, tls_handshake};
-use hyper::server::conn::http2;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use deadbolt_runtime::connection::ConnectionLimits;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{Metrics, Readiness};
 use crate::auth::Authenticator;
+use crate::https::Listener;
 use crate::shutdown::Shutdown;
 use crate::subscribers::Subscribers;
 use crate::view::ViewStore;
@@ -38,15 +32,18 @@ pub use deadbolt_api::protocol::{LOCKVIEW_PATH, NDJSON, SERVER_ID_HEADER};
 /// cannot see the cluster falls silent, so strict proxies fail closed.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A proxy's connection: a stream within 10s of the handshake (the HTTP/2
-/// preface included), closed after 90s with none open, a few streams at most.
-const LIMITS: ConnectionLimits = ConnectionLimits {
-    max_concurrent_streams: 8,
-    ..ConnectionLimits::API
+/// A proxy's connection, HTTP/2 only: a stream within 10s of the handshake
+/// (the preface included), closed after 90s with none open, a few streams at
+/// most, and pinged every 10s so a vanished proxy is noticed within 30s.
+const LISTENER: Listener = Listener {
+    name: "lock-view",
+    limits: ConnectionLimits {
+        max_concurrent_streams: 8,
+        ..ConnectionLimits::API
+    },
+    http1: false,
+    keep_alive: Some((Duration::from_secs(10), Duration::from_secs(20))),
 };
-
-/// How long shutdown waits for streams to end before dropping them.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything a lock-view stream needs.
 #[derive(Clone, Debug)]
@@ -87,70 +84,32 @@ pub async fn serve(
     context: StreamContext,
     shutdown: Shutdown,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let context = Arc::new(context);
-    let graceful = GracefulShutdown::new();
-    accept_until(
-        &listener,
-        &shutdown.clone(),
-        "lock-view",
-        MAX_CONNECTIONS,
-        |tcp, remote| {
-            let acceptor = acceptor.clone();
-            let context = context.clone();
-            let shutdown = shutdown.clone();
-            let watcher = graceful.watcher();
-            async move {
-                let Some(tls) = tls_handshake(&acceptor, tcp, remote, "lock-view").await else {
-                    return;
-                };
-                let leaf = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first());
-                let peer = match leaf.map(certificate::identity) {
-                    None => None,
-                    Some(Ok(peer)) => Some(peer),
-                    Some(Err(error)) => {
-                        // Verified by rustls but unreadable here: treat as a certificate
-                        // without identity, which is refused with a clear 403.
-                        tracing::warn!(%remote, %error, "unreadable client certificate");
-                        Some(CertIdentity::default())
-                    }
-                };
-                let connection = Arc::new(Connection { remote, peer });
-                let service = service_fn(move |request| {
-                    let context = context.clone();
-                    let connection = connection.clone();
-                    let shutdown = shutdown.clone();
-                    async move {
-                        let response =
-                            handler::handle(&context, &connection, &shutdown, request).await;
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let activity = Activity::new();
-                let connection = http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .keep_alive_interval(Some(Duration::from_secs(10)))
-                    .keep_alive_timeout(Duration::from_secs(20))
-                    .max_concurrent_streams(LIMITS.max_concurrent_streams)
-                    .serve_connection(TokioIo::new(tls), activity.track(service));
-                if let Err(error) =
-                    close_when_idle(watcher.watch(connection), activity, LIMITS).await
-                {
-                    tracing::debug!(%remote, %error, "lock-view connection ended with an error");
+    let streams_end = shutdown.clone();
+    LISTENER
+        .serve(listener, tls, &shutdown, move |peer| {
+            let identity = match peer.certificate.as_ref().map(certificate::identity) {
+                None => None,
+                Some(Ok(identity)) => Some(identity),
+                Some(Err(error)) => {
+                    // Verified by rustls but unreadable here: treat as a certificate
+                    // without identity, which is refused with a clear 403.
+                    tracing::warn!(remote = %peer.remote, %error, "unreadable client certificate");
+                    Some(CertIdentity::default())
                 }
+            };
+            let connection = Arc::new(Connection {
+                remote: peer.remote,
+                peer: identity,
+            });
+            let context = context.clone();
+            let shutdown = streams_end.clone();
+            move |request| {
+                let context = context.clone();
+                let connection = connection.clone();
+                let shutdown = shutdown.clone();
+                async move { handler::handle(&context, &connection, &shutdown, request).await }
             }
-        },
-    )
-    .await;
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("lock-view connections did not drain in time; dropping them");
-    }
+        })
+        .await;
 }
