@@ -1,9 +1,9 @@
 //! Where the units of a relayed byte stream begin and end, so a cut can wait
 //! for the unit in flight and inject its notice between two units, never inside
 //! one. Every proxy relays bytes as they arrive and keeps one tracker per
-//! direction: PostgreSQL messages and protobuf watch events
-//! ([`LengthPrefixed`]), newline-delimited JSON ([`Lines`]), WebSocket frames
-//! ([`crate::kube::websocket`]) and SPDY frames ([`crate::kube::spdy`]).
+//! direction: PostgreSQL messages, protobuf watch events and SPDY frames
+//! ([`LengthPrefixed`]), newline-delimited JSON ([`Lines`]) and WebSocket
+//! frames ([`crate::kube::websocket`], whose lengths are variable-width).
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -51,13 +51,18 @@ impl Framing for Lines {
     }
 }
 
-/// Units behind a big-endian length, optionally after a one-byte tag.
+/// Units behind a fixed-size header that holds a big-endian length: PostgreSQL
+/// messages, the protobuf watch stream and SPDY/3 frames.
 #[derive(Debug, Clone)]
 pub struct LengthPrefixed {
-    tag_len: usize,
+    /// Bytes of header before the payload.
+    header_size: usize,
+    /// Where the length field starts in the header, and how many bytes it has.
+    length_at: usize,
+    length_width: usize,
     length_counts_itself: bool,
     max_unit: usize,
-    header: [u8; 5],
+    header: [u8; 8],
     header_len: usize,
     remaining: usize,
 }
@@ -67,21 +72,35 @@ impl LengthPrefixed {
     /// a 4-byte length, then the event. A watch event wraps one object, and
     /// the API server caps requests at 3 MiB, so 256 MiB is generous.
     pub fn protobuf_watch() -> Self {
-        Self::new(0, false, 256 * 1024 * 1024)
+        Self::new(4, 0, 4, false, 256 * 1024 * 1024)
     }
 
     /// PostgreSQL's typed messages: a tag byte, then a 4-byte length that
     /// counts itself, at most 1 GiB less one byte, as PostgreSQL itself allows.
     pub fn postgres() -> Self {
-        Self::new(1, true, (1 << 30) - 1)
+        Self::new(5, 1, 4, true, (1 << 30) - 1)
     }
 
-    fn new(tag_len: usize, length_counts_itself: bool, max_unit: usize) -> Self {
+    /// SPDY/3 frames, control and data alike: 8 header bytes whose last three
+    /// are the payload's length (so never more than 16 MiB).
+    pub fn spdy() -> Self {
+        Self::new(8, 5, 3, false, (1 << 24) - 1)
+    }
+
+    fn new(
+        header_size: usize,
+        length_at: usize,
+        length_width: usize,
+        length_counts_itself: bool,
+        max_unit: usize,
+    ) -> Self {
         Self {
-            tag_len,
+            header_size,
+            length_at,
+            length_width,
             length_counts_itself,
             max_unit,
-            header: [0; 5],
+            header: [0; 8],
             header_len: 0,
             remaining: 0,
         }
@@ -90,7 +109,7 @@ impl LengthPrefixed {
 
 impl Framing for LengthPrefixed {
     fn advance(&mut self, mut data: &[u8]) -> Result<(), FramingError> {
-        let header_size = self.tag_len + 4;
+        let header_size = self.header_size;
         while !data.is_empty() {
             if self.remaining > 0 {
                 let take = self.remaining.min(data.len());
@@ -103,11 +122,12 @@ impl Framing for LengthPrefixed {
             self.header_len += take;
             data = &data[take..];
             if self.header_len == header_size {
-                let field = &self.header[self.tag_len..header_size];
-                let length =
-                    i64::from(u32::from_be_bytes([field[0], field[1], field[2], field[3]]));
+                let field = &self.header[self.length_at..self.length_at + self.length_width];
+                let length = field
+                    .iter()
+                    .fold(0_i64, |length, byte| (length << 8) | i64::from(*byte));
                 let body = if self.length_counts_itself {
-                    length - 4
+                    length - self.length_width as i64
                 } else {
                     length
                 };

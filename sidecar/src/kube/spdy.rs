@@ -8,8 +8,6 @@ use std::sync::LazyLock;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use crate::framing::{Framing, FramingError, bytes_to_boundary_by_steps};
-
 /// The protocol version in every control frame.
 pub const VERSION: u16 = 3;
 /// Control frame type: a new stream, with its headers.
@@ -325,44 +323,6 @@ impl HeaderDeflater {
     }
 }
 
-/// Tracks frame boundaries of one direction.
-#[derive(Debug, Default, Clone)]
-pub struct FrameTracker {
-    header: [u8; 8],
-    header_len: usize,
-    remaining: usize,
-}
-
-impl Framing for FrameTracker {
-    fn advance(&mut self, mut data: &[u8]) -> Result<(), FramingError> {
-        while !data.is_empty() {
-            if self.remaining > 0 {
-                let take = self.remaining.min(data.len());
-                self.remaining -= take;
-                data = &data[take..];
-                continue;
-            }
-            let take = (8 - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + take].copy_from_slice(&data[..take]);
-            self.header_len += take;
-            data = &data[take..];
-            if self.header_len == 8 {
-                self.remaining = FrameHead::parse(self.header).length();
-                self.header_len = 0;
-            }
-        }
-        Ok(())
-    }
-
-    fn at_boundary(&self) -> bool {
-        self.header_len == 0 && self.remaining == 0
-    }
-
-    fn bytes_to_boundary(&self, data: &[u8]) -> Option<usize> {
-        bytes_to_boundary_by_steps(self.clone(), |probe| probe.remaining, data)
-    }
-}
-
 /// Streams remembered at most (a port-forward opens two per connection).
 const MAX_STREAMS: usize = 2048;
 
@@ -483,6 +443,7 @@ impl StreamWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framing::{Framing, LengthPrefixed};
 
     #[test]
     fn the_dictionary_is_the_spdy3_one() {
@@ -543,7 +504,7 @@ mod tests {
         stream.extend(control_frame(PING, 0, &[0, 0, 0, 1]));
         stream.extend(data_frame(3, FLAG_FIN, &[7; 5000]));
         for split in 0..stream.len() {
-            let mut tracker = FrameTracker::default();
+            let mut tracker = LengthPrefixed::spdy();
             tracker.advance(&stream[..split]).unwrap();
             let rest = tracker.bytes_to_boundary(&stream[split..]).unwrap();
             assert!(

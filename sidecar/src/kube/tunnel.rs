@@ -13,7 +13,7 @@ use super::classify::Subresource;
 use super::spdy;
 use super::status;
 use super::websocket::{self, CLOSE_NORMAL, CLOSE_POLICY_VIOLATION, FrameTracker};
-use crate::framing::{Framing, finish_unit};
+use crate::framing::{Framing, LengthPrefixed, finish_unit};
 use crate::gate::{Ending, LiveSession};
 use crate::io::{CUT_GRACE, write_or_cut};
 
@@ -99,7 +99,7 @@ impl Tunnel for WebSocketTunnel {
 /// data streams, so client-go reads the error and kubectl prints
 /// `an error occurred forwarding …: <message>` before the connection closes.
 pub struct SpdyTunnel {
-    frames: spdy::FrameTracker,
+    frames: LengthPrefixed,
     client_streams: spdy::StreamWatcher,
     status_json: bool,
     subresource: Subresource,
@@ -115,7 +115,7 @@ impl SpdyTunnel {
             .and_then(|number| number.parse::<u32>().ok())
             .unwrap_or(1);
         Self {
-            frames: spdy::FrameTracker::default(),
+            frames: LengthPrefixed::spdy(),
             client_streams: spdy::StreamWatcher::default(),
             status_json: version >= 4,
             subresource,
