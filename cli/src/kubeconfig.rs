@@ -23,30 +23,16 @@ const NO_CONFIG: &str = "no kubeconfig found (checked --kubeconfig, KUBECONFIG a
 /// kubectl's cluster-selection flags, which the plugin must parse itself. They
 /// are global, so they work before or after the subcommand, as with kubectl.
 #[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+#[command(next_help_heading = "Cluster options")]
 pub struct KubeArgs {
     /// Path to the kubeconfig file to use (instead of KUBECONFIG or ~/.kube/config).
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH",
-        help_heading = "Cluster options"
-    )]
+    #[arg(long, global = true, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
     /// The name of the kubeconfig context to use.
-    #[arg(
-        long,
-        global = true,
-        value_name = "NAME",
-        help_heading = "Cluster options"
-    )]
+    #[arg(long, global = true, value_name = "NAME")]
     pub context: Option<String>,
     /// The name of the kubeconfig cluster to use.
-    #[arg(
-        long,
-        global = true,
-        value_name = "NAME",
-        help_heading = "Cluster options"
-    )]
+    #[arg(long, global = true, value_name = "NAME")]
     pub cluster: Option<String>,
 }
 
