@@ -34,32 +34,13 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { local deadline=$((SECONDS + 30)); until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || { echo "timed out: $*" >&2; exit 1; }; sleep 0.2; done; }
+# shellcheck source=scripts/bench-db-lib.sh
+. "$repo/scripts/bench-db-lib.sh"
 
 # Certificates: one Deadbolt CA signs the server certificates of all three paths and the client's.
-mkdir -p "$work/ca" "$work/manifests"
-ca() { "$bin/deadbolt-ca" --ca-dir "$work/ca" "$@" >/dev/null; }
-ca init
-ca --out "$work/server" serving --name localhost --name 127.0.0.1
-ca --out "$work/proxy-view" proxy --server-id bench-postgres
-ca --out "$work/client" user --user bench --group bench --manifests "$work/manifests"
-# Access is denied by default: a role lets the bench group in as app, to app.
-cat > "$work/manifests/bench-role.yaml" <<'YAML'
-apiVersion: deadbolt.dev/v1
-kind: AccessRole
-metadata:
-  name: bench
-spec:
-  groups: [bench]
-  allow:
-    dbUsers: [app]
-    dbNames: [app]
-    dbLabels:
-      "*": ["*"]
-YAML
+bench_pki bench-postgres
 
-pg_port=$(free_port); proxy_port=$(free_port); bouncer_port=$(free_port); op_port=$(free_port)
+pg_port=$(free_port); proxy_port=$(free_port); bouncer_port=$(free_port)
 echo postgres-secret > "$work/pgpass"
 cp "$work/server.crt" "$work/pg-server.crt"; cp "$work/server.key" "$work/pg-server.key"
 [ "$(id -u)" = 0 ] && chown -R postgres "$work"
@@ -72,18 +53,7 @@ psql "host=127.0.0.1 port=$pg_port user=postgres password=postgres-secret dbname
   -c "CREATE ROLE app LOGIN PASSWORD 'app-secret'" -c "CREATE DATABASE app OWNER app"
 PGPASSWORD=app-secret "$pg_bin/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$pg_port" -U app app >/dev/null 2>&1
 
-"$bin/deadbolt-operator" --source "dir:$work/manifests" --ca-dir "$work/ca" --listen "127.0.0.1:$op_port" --mfa-listen "127.0.0.1:$(free_port)" \
-  --metrics-listen "127.0.0.1:$(free_port)" --log-level warn >"$work/operator.log" 2>&1 &
-pids+=($!)
-printf 'app:app-secret\n' > "$work/upstream-passwords"
-metrics_port=$(free_port)
-"$bin/deadbolt-sidecar" postgres --listen "127.0.0.1:$proxy_port" --server-id bench-postgres \
-  --tls-cert "$work/server.crt" --tls-key "$work/server.key" --ca "$work/ca/ca.crt" \
-  --view-url "https://localhost:$op_port" --view-cert "$work/proxy-view.crt" --view-key "$work/proxy-view.key" \
-  --upstream "127.0.0.1:$pg_port" --upstream-password-file "$work/upstream-passwords" \
-  --metrics-listen "127.0.0.1:$metrics_port" --audit-log /dev/null --log-level warn >"$work/sidecar.log" 2>&1 &
-pids+=($!)
-wait_for curl -sf "http://127.0.0.1:$metrics_port/readyz"
+start_deadbolt postgres bench-postgres "127.0.0.1:$pg_port"
 
 cat > "$work/pgbouncer.ini" <<INI
 [databases]
@@ -111,12 +81,9 @@ pids+=($!)
 wait_for env PGPASSWORD=app-secret psql "host=127.0.0.1 port=$bouncer_port user=app dbname=app sslmode=require" -XAtc "select 1"
 wait_for test -s "$work/pgbouncer.pid"
 postmaster=$(head -n 1 "$work/pg/postmaster.pid")
-sidecar_pid=${pids[1]}
 bouncer_pid=$(cat "$work/pgbouncer.pid")
 hz=$(getconf CLK_TCK)
 
-# CPU ticks of a process and of its reaped children.
-ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # PostgreSQL's: the postmaster, the backends it reaped (pgbench's, on
 # disconnect) and those still running (pgbouncer keeps its own open).
 pg_ticks() {

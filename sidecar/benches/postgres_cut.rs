@@ -27,7 +27,7 @@ use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::tls::{self, ClientTls};
 use futures::StreamExt;
 use rustls::ClientConfig;
-use support::operator::{Operator, target};
+use support::operator::{Operator, any_database_role, target};
 use support::pg_session::{await_cut, open_session};
 use support::postgres::Postgres;
 use support::proxy_process::{ProxyProcess, write_private};
@@ -230,6 +230,9 @@ async fn main() {
             .and_then(|pid| pid.lines().next()?.trim().parse().ok())
             .expect("no postmaster.pid");
     let operator = Operator::start().await;
+    // Access is denied by default: the role every bench user holds (and the
+    // lock will target) lets them reach any database.
+    operator.role(any_database_role("bench", "bench"));
     let dir = tempfile::Builder::new()
         .prefix("deadbolt-bench")
         .tempdir()
@@ -250,6 +253,7 @@ async fn main() {
     // the code paths and buffers every session touches.
     let warmup = CertIdentity {
         user: "bench-warmup".into(),
+        roles: vec!["bench".into()],
         ..Default::default()
     };
     let mut stream = open_session(proxy.listen, client_config(&operator, &warmup))

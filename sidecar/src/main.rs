@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use deadbolt_sidecar::Cli;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let common = cli.command.common();

@@ -1,0 +1,61 @@
+# shellcheck shell=bash disable=SC2154,SC2034
+# (the variables named below are the sourcing script's)
+# What the database benches (bench-postgres.sh, bench-mysql.sh) share, sourced
+# by both: free ports, waiting, the Deadbolt PKI and AccessRole every path
+# uses, the operator and the sidecar as production runs them, and CPU ticks
+# from /proc. Expects $work (a temporary directory), $bin (release binaries)
+# and the array pids (what cleanup stops).
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() { local deadline=$((SECONDS + 30)); until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || { echo "timed out: $*" >&2; exit 1; }; sleep 0.2; done; }
+
+# CPU ticks of a process (all its threads) and of its reaped children.
+ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# bench_pki SERVER_ID: one Deadbolt CA signing the server certificate every
+# path serves ($work/server.*), the proxy's lock-view certificate
+# ($work/proxy-view.*) and the bench client's ($work/client.*), and the
+# AccessRole that lets the client in (access is denied by default).
+bench_pki() {
+  mkdir -p "$work/ca" "$work/manifests"
+  ca() { "$bin/deadbolt-ca" --ca-dir "$work/ca" "$@" >/dev/null; }
+  ca init
+  ca --out "$work/server" serving --name localhost --name 127.0.0.1
+  ca --out "$work/proxy-view" proxy --server-id "$1"
+  ca --out "$work/client" user --user bench --group bench --manifests "$work/manifests"
+  # The bench group may log in as app, to app.
+  cat > "$work/manifests/bench-role.yaml" <<'YAML'
+apiVersion: deadbolt.dev/v1
+kind: AccessRole
+metadata:
+  name: bench
+spec:
+  groups: [bench]
+  allow:
+    dbUsers: [app]
+    dbNames: [app]
+    dbLabels:
+      "*": ["*"]
+YAML
+}
+
+# start_deadbolt KIND SERVER_ID UPSTREAM: the operator on $work/manifests and
+# `deadbolt-sidecar KIND` on $proxy_port in front of UPSTREAM, logging in as
+# app; sets sidecar_pid and returns once the sidecar is ready.
+start_deadbolt() {
+  local kind=$1 server_id=$2 upstream=$3 op_port metrics_port
+  op_port=$(free_port); metrics_port=$(free_port)
+  "$bin/deadbolt-operator" --source "dir:$work/manifests" --ca-dir "$work/ca" --listen "127.0.0.1:$op_port" \
+    --mfa-listen "127.0.0.1:$(free_port)" --metrics-listen "127.0.0.1:$(free_port)" --log-level warn \
+    >"$work/operator.log" 2>&1 &
+  pids+=($!)
+  printf 'app:app-secret\n' > "$work/upstream-passwords"
+  "$bin/deadbolt-sidecar" "$kind" --listen "127.0.0.1:$proxy_port" --server-id "$server_id" \
+    --tls-cert "$work/server.crt" --tls-key "$work/server.key" --ca "$work/ca/ca.crt" \
+    --view-url "https://localhost:$op_port" --view-cert "$work/proxy-view.crt" --view-key "$work/proxy-view.key" \
+    --upstream "$upstream" --upstream-password-file "$work/upstream-passwords" \
+    --metrics-listen "127.0.0.1:$metrics_port" --audit-log /dev/null --log-level warn >"$work/sidecar.log" 2>&1 &
+  pids+=($!)
+  sidecar_pid=$!
+  wait_for curl -sf "http://127.0.0.1:$metrics_port/readyz"
+}
