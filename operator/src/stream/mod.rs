@@ -1,8 +1,8 @@
 //! The lock-view stream: `POST /v1/lockview` over HTTP/2 and TLS.
 //!
 //! Each connection is TLS-terminated here, each request is
-//! authenticated ([`crate::auth`]) and routed ([`handler`]), and each accepted
-//! subscriber gets a [`session`] that streams the view and reads its acks.
+//! authenticated ([`crate::auth`]) and routed (`handler`), and each accepted
+//! subscriber gets a `session` that streams the view and reads its acks.
 
 mod acks;
 mod handler;
