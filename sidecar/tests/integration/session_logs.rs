@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use deadbolt_api::TargetKind;
 use deadbolt_runtime::logging::{self, LogFormat};
 use deadbolt_testkit::eventually_some;
-use support::eventually;
 use support::operator::{Operator, target};
 use support::postgres::Postgres;
 use support::proxy::{Proxy, user};
@@ -42,7 +41,7 @@ impl Lines {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_sessions_log_line_names_its_session_user_and_lock() {
     // The logger is the process's: other tests in this binary log into it
-    // too, so the line is picked by this proxy's server id.
+    // too, so the line is picked by this session's id.
     let lines = Lines::default();
     let writer = lines.clone();
     logging::init_with_writer(LogFormat::Json, "info", move || writer.clone()).unwrap();
@@ -57,12 +56,14 @@ async fn a_cut_sessions_log_line_names_its_session_user_and_lock() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    eventually("the session to start", || {
+    // This proxy's audit names the session; the log line is picked by it.
+    let sid = eventually_some("the session to start", || {
         proxy
             .audit
             .json()
-            .iter()
-            .any(|e| e["event"] == "session.start" && e["user"] == "alice")
+            .into_iter()
+            .find(|e| e["event"] == "session.start" && e["user"] == "alice")
+            .and_then(|e| e["sid"].as_str().map(str::to_string))
     })
     .await;
     operator.lock(
@@ -72,9 +73,10 @@ async fn a_cut_sessions_log_line_names_its_session_user_and_lock() {
     );
 
     let cut = eventually_some("a \"session cut\" line", || {
-        lines.json().into_iter().find(|line| {
-            line["message"] == "session cut" && line["span"]["server_id"] == "proxy-logs"
-        })
+        lines
+            .json()
+            .into_iter()
+            .find(|line| line["message"] == "session cut" && line["span"]["sid"] == sid.as_str())
     })
     .await;
     let span = &cut["span"];
@@ -83,14 +85,13 @@ async fn a_cut_sessions_log_line_names_its_session_user_and_lock() {
     assert_eq!(span["login"], "app", "{cut}");
     assert_eq!(span["server_id"], "proxy-logs", "{cut}");
     assert_eq!(span["lock"], "incident-7", "{cut}");
-    let sid = span["sid"].as_str().unwrap();
     assert!(
         proxy
             .audit
             .json()
             .iter()
-            .any(|e| e["event"] == "session.terminated" && e["sid"] == sid),
-        "the log's sid is the audit's"
+            .any(|e| e["event"] == "session.terminated" && e["sid"] == sid.as_str()),
+        "the log's session is the one the audit saw cut"
     );
     let _ = session.kill();
     let _ = session.wait();
