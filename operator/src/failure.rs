@@ -2,7 +2,7 @@
 //! code, a reason and a message that says what to do, sent as a Kubernetes
 //! `Status` ([`deadbolt_runtime::status`]) so clients show it as is.
 
-use http::{Response, StatusCode, header};
+use http::{Response, StatusCode};
 
 use crate::body::ChannelBody;
 
@@ -69,13 +69,7 @@ impl Failure {
 
     /// The whole HTTP response.
     pub fn into_response(self) -> Response<ChannelBody> {
-        let mut response = Response::new(ChannelBody::full(self.body()));
-        *response.status_mut() = self.code;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/json"),
-        );
-        response
+        ChannelBody::response(self.code, "application/json", self.body())
     }
 }
 

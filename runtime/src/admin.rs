@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Response, StatusCode, header};
+use http::{Method, Response, StatusCode};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -70,16 +70,11 @@ pub fn route(endpoints: &dyn AdminEndpoints, method: &Method, path: &str) -> Res
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is supported\n");
     }
     match path {
-        "/metrics" => {
-            let mut response = text(StatusCode::OK, endpoints.render_metrics());
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            response
-        }
+        "/metrics" => ChannelBody::response(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            endpoints.render_metrics(),
+        ),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => match endpoints.readiness() {
             Ok(()) => text(StatusCode::OK, "ok\n"),
@@ -96,13 +91,7 @@ pub fn route(endpoints: &dyn AdminEndpoints, method: &Method, path: &str) -> Res
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response<ChannelBody> {
-    let mut response = Response::new(ChannelBody::full(body.into()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    ChannelBody::response(status, "text/plain; charset=utf-8", body.into())
 }
 
 #[cfg(test)]

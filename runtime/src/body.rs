@@ -45,6 +45,21 @@ impl ChannelBody {
         }
     }
 
+    /// A whole response: `status`, `content_type` and these bytes.
+    pub fn response(
+        status: http::StatusCode,
+        content_type: &'static str,
+        bytes: impl Into<Bytes>,
+    ) -> http::Response<Self> {
+        let mut response = http::Response::new(Self::full(bytes));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(content_type),
+        );
+        response
+    }
+
     /// An empty body.
     pub fn empty() -> Self {
         Self::full(Bytes::new())

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use deadbolt_runtime::connection::ConnectionLimits;
-use http::{Method, Request, Response, header};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use rustls::ServerConfig;
@@ -58,14 +58,7 @@ pub async fn serve(
 /// Answers one request; refusals of the HTTP request itself get a `Status` body.
 async fn handle(webhook: &Webhook, request: Request<Incoming>) -> Response<ChannelBody> {
     match route(webhook, request).await {
-        Ok(review) => {
-            let mut response = Response::new(ChannelBody::full(review));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+        Ok(review) => ChannelBody::response(StatusCode::OK, "application/json", review),
         Err(failure) => {
             tracing::warn!(code = failure.code.as_u16(), error = %failure.message,
                 "webhook request refused");

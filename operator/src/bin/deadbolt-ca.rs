@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_operator::admin::{Metrics, Readiness};
 use deadbolt_operator::admission::FollowingReplica;
@@ -68,24 +68,9 @@ enum Kind {
     },
     /// A user's short-lived client certificate.
     User {
-        /// The user.
-        #[arg(long)]
-        user: String,
-        /// Groups.
-        #[arg(long = "group")]
-        groups: Vec<String>,
-        /// AccessRoles granted by the certificate itself.
-        #[arg(long = "role")]
-        roles: Vec<String>,
-        /// The MFA device the certificate's MFA check used.
-        #[arg(long)]
-        mfa_device: Option<String>,
-        /// The trusted device.
-        #[arg(long)]
-        device: Option<String>,
-        /// Access requests.
-        #[arg(long = "access-request")]
-        access_requests: Vec<String>,
+        /// Who the certificate names.
+        #[command(flatten)]
+        identity: IdentityArgs,
         /// The directory of manifests the operator serves (`--source dir:DIR`):
         /// a certificate is refused while a Lock there targets the identity.
         #[arg(
@@ -98,6 +83,43 @@ enum Kind {
         #[arg(long, conflicts_with = "manifests")]
         no_lock_check: bool,
     },
+}
+
+/// Who a user certificate names.
+#[derive(Args, Debug)]
+struct IdentityArgs {
+    /// The user.
+    #[arg(long)]
+    user: String,
+    /// Groups.
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// AccessRoles granted by the certificate itself.
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// The MFA device the certificate's MFA check used.
+    #[arg(long)]
+    mfa_device: Option<String>,
+    /// The trusted device.
+    #[arg(long)]
+    device: Option<String>,
+    /// Access requests.
+    #[arg(long = "access-request")]
+    access_requests: Vec<String>,
+}
+
+impl From<IdentityArgs> for CertIdentity {
+    fn from(args: IdentityArgs) -> Self {
+        CertIdentity {
+            user: args.user,
+            groups: args.groups,
+            roles: args.roles,
+            mfa_device: args.mfa_device,
+            device: args.device,
+            access_requests: args.access_requests,
+            ..Default::default()
+        }
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -190,24 +212,11 @@ async fn main() -> ExitCode {
         Kind::Proxy { server_id } => authority.issue_proxy_cert(&server_id, cli.valid_for),
         Kind::Serving { names } => authority.issue_serving_cert(&names, cli.valid_for),
         Kind::User {
-            user,
-            groups,
-            roles,
-            mfa_device,
-            device,
-            access_requests,
+            identity,
             manifests,
             no_lock_check: _,
         } => {
-            let identity = CertIdentity {
-                user,
-                groups,
-                roles,
-                mfa_device,
-                device,
-                access_requests,
-                ..Default::default()
-            };
+            let identity = CertIdentity::from(identity);
             if let Some(dir) = manifests
                 && let Err(refusal) = refuse_if_locked(&dir, &identity)
             {

@@ -56,12 +56,7 @@ pub async fn reconcile(
     };
     let desired = ClusterAuthPreferenceStatus {
         observed_generation: generation,
-        conditions: status::conditions(
-            status::with_kstatus(ready),
-            &previous.conditions,
-            generation,
-            now,
-        ),
+        conditions: status::ready_conditions(ready, &previous.conditions, generation, now),
         locking_mode: Some(locking_mode),
         require_session_mfa: Some(require_session_mfa),
         max_lock_staleness: Some(staleness),

@@ -34,12 +34,7 @@ pub async fn reconcile(role: Arc<AccessRole>, ctx: Arc<Context>) -> Result<Actio
     };
     let desired = AccessRoleStatus {
         observed_generation: generation,
-        conditions: status::conditions(
-            status::with_kstatus(ready),
-            &previous.conditions,
-            generation,
-            now,
-        ),
+        conditions: status::ready_conditions(ready, &previous.conditions, generation, now),
     };
     if desired != previous {
         let api: Api<AccessRole> = Api::all(ctx.client.clone());

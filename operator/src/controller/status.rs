@@ -142,6 +142,17 @@ pub fn conditions(
         .collect()
 }
 
+/// The conditions of an object whose whole state is `ready`: it and kstatus's
+/// two beside it ([`with_kstatus`]), built against the previous ones.
+pub fn ready_conditions(
+    ready: ConditionSpec,
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
+    conditions(with_kstatus(ready), previous, generation, now)
+}
+
 /// A condition by type.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|condition| condition.type_ == type_)

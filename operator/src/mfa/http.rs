@@ -14,7 +14,7 @@ use deadbolt_api::mfa::service::{
 use deadbolt_runtime::certificate;
 use deadbolt_runtime::connection::ConnectionLimits;
 use deadbolt_runtime::token::{TokenChecker, TokenError};
-use http::{HeaderValue, Method, Request, Response, header};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use rustls::ServerConfig;
@@ -91,14 +91,7 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Response<ChannelBody> {
     match route(endpoint, connection, request).await {
-        Ok(body) => {
-            let mut response = Response::new(ChannelBody::full(body));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+        Ok(body) => ChannelBody::response(StatusCode::OK, "application/json", body),
         Err(failure) => {
             tracing::info!(remote = %connection.remote, code = failure.code.as_u16(),
                 error = %failure.message, "MFA request refused");

@@ -74,13 +74,8 @@ pub async fn reconcile(user: Arc<User>, ctx: Arc<Context>) -> Result<Action, Err
     };
     let desired = UserStatus {
         observed_generation: generation,
-        conditions: status::conditions(
-            status::with_kstatus(ConditionSpec::new(
-                READY,
-                true,
-                "Reconciled",
-                message.clone(),
-            )),
+        conditions: status::ready_conditions(
+            ConditionSpec::new(READY, true, "Reconciled", message.clone()),
             &previous.conditions,
             generation,
             now,
