@@ -37,21 +37,24 @@ pub struct StoredDevice {
 #[error("MFA device store: {0}")]
 pub struct StoreError(pub String);
 
+/// What a [`DeviceStore`] call returns.
+pub type StoreFuture<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+
 /// Reads and writes registered devices.
 pub trait DeviceStore: Send + Sync + 'static {
     /// The devices of `user`, oldest first.
-    fn list<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<StoredDevice>, StoreError>>;
+    fn list<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Vec<StoredDevice>>;
     /// Registers a device.
-    fn create(&self, device: StoredDevice) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn create(&self, device: StoredDevice) -> StoreFuture<'_, ()>;
     /// Removes a device; `false` when there was none.
-    fn delete<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn delete<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, bool>;
     /// Records a passed check: the new counter and when.
     fn record_use<'a>(
         &'a self,
         uuid: &'a str,
         sign_count: u32,
         at: Timestamp,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    ) -> StoreFuture<'a, ()>;
 }
 
 /// Devices kept in memory (standalone mode, tests); gone at restart.
@@ -67,17 +70,17 @@ impl MemoryDevices {
 }
 
 impl DeviceStore for MemoryDevices {
-    fn list<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<StoredDevice>, StoreError>> {
+    fn list<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Vec<StoredDevice>> {
         let devices = oldest_first(self.devices().values().cloned(), user);
         Box::pin(async move { Ok(devices) })
     }
 
-    fn create(&self, device: StoredDevice) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn create(&self, device: StoredDevice) -> StoreFuture<'_, ()> {
         self.devices().insert(device.uuid.clone(), device);
         Box::pin(async { Ok(()) })
     }
 
-    fn delete<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn delete<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, bool> {
         let removed = self.devices().remove(uuid).is_some();
         Box::pin(async move { Ok(removed) })
     }
@@ -87,7 +90,7 @@ impl DeviceStore for MemoryDevices {
         uuid: &'a str,
         sign_count: u32,
         at: Timestamp,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> StoreFuture<'a, ()> {
         if let Some(device) = self.devices().get_mut(uuid) {
             device.sign_count = device.sign_count.max(sign_count);
             device.last_used = Some(at);
@@ -136,7 +139,7 @@ fn failed(action: &'static str) -> impl Fn(kube::Error) -> StoreError {
 }
 
 impl DeviceStore for KubeDevices {
-    fn list<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<StoredDevice>, StoreError>> {
+    fn list<'a>(&'a self, user: &'a str) -> StoreFuture<'a, Vec<StoredDevice>> {
         Box::pin(async move {
             // Few devices exist and user names may hold characters labels
             // cannot, so the filter is here rather than in a selector.
@@ -152,7 +155,7 @@ impl DeviceStore for KubeDevices {
         })
     }
 
-    fn create(&self, device: StoredDevice) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn create(&self, device: StoredDevice) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let object = MfaDevice::new(
                 &device.uuid,
@@ -170,7 +173,7 @@ impl DeviceStore for KubeDevices {
         })
     }
 
-    fn delete<'a>(&'a self, uuid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn delete<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             match self.api.delete(uuid, &DeleteParams::default()).await {
                 Ok(_) => Ok(true),
@@ -185,7 +188,7 @@ impl DeviceStore for KubeDevices {
         uuid: &'a str,
         sign_count: u32,
         at: Timestamp,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+    ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let status = MfaDeviceStatus {
                 last_used: Some(Time(at)),
