@@ -1,6 +1,7 @@
 //! The proxy's enforcement point, [`Enforcer`]: its replica of the view, how
-//! fresh that is, and the admission decision every protocol adapter asks for. Applying a change and cutting the
-//! sessions it matches happen here, once, for every proxy kind.
+//! fresh that is, and the admission decision every protocol adapter asks
+//! for. Applying a change and cutting the sessions it matches happen here,
+//! once, for every proxy kind.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
