@@ -12,6 +12,20 @@ use crate::engine::Identity;
 /// The organization of the certificates proxies subscribe to the lock view with.
 pub const PROXY_GROUP: &str = "deadbolt:proxies";
 
+/// The common name of a CA: `name` and a suffix from its public key, so two
+/// CAs (two installations, or two test CAs) never share a subject and a
+/// certificate from the other one fails as an unknown issuer, not as a bad
+/// signature.
+pub fn ca_common_name(name: &str, public_key: &[u8]) -> String {
+    let id: String = public_key
+        .iter()
+        .skip(1)
+        .take(8)
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("{name} {id}")
+}
+
 const GROUP: &str = "deadbolt:group:";
 const ROLE: &str = "deadbolt:role:";
 const MFA_DEVICE: &str = "deadbolt:mfa-device:";

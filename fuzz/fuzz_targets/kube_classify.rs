@@ -20,6 +20,7 @@ use deadbolt_sidecar::kube::canonical::Target;
 use deadbolt_sidecar::kube::classify::{RequestKind, classify};
 use http::{HeaderMap, HeaderValue, Method, Uri, header};
 use libfuzzer_sys::fuzz_target;
+use percent_encoding::percent_decode;
 
 const METHODS: [Method; 6] = [
     Method::GET,
@@ -59,8 +60,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
 
-    // The segments are what a naive decode of the whole path gives.
-    let naive = percent_decode(uri.path().as_bytes(), false);
+    // The segments are what a naive decode of the whole path gives (the
+    // percent-encoding crate's, an independent decoder).
+    let naive: Vec<u8> = percent_decode(uri.path().as_bytes()).collect();
     let naive = String::from_utf8(naive).expect("accepted paths decode to UTF-8");
     let trimmed = naive.strip_prefix('/').unwrap_or(&naive);
     let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
@@ -105,30 +107,6 @@ fn is_discovery(parts: &[&str]) -> bool {
             | ["openapi", "v3", "apis", _]
             | ["openapi", "v3", "apis", _, _]
     )
-}
-
-/// Percent-decodes (the target was accepted, so every escape is valid).
-fn percent_decode(bytes: &[u8], plus_is_space: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut index = 0;
-    while index < bytes.len() {
-        match bytes[index] {
-            b'%' => {
-                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).unwrap();
-                out.push(u8::from_str_radix(hex, 16).unwrap());
-                index += 3;
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                index += 1;
-            }
-            byte => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    out
 }
 
 /// The decoded target written out again, escaping every byte or only those

@@ -26,6 +26,8 @@
 //! `catch_unwind`, so a `mysql_common` panic reached through it is reported
 //! as a crash (in the proxy it would be a caught panic and a message on stderr).
 
+mod common;
+
 use deadbolt_sidecar::mysql::fuzzing::{ClientPacket, Exchange, parse_hello};
 use deadbolt_sidecar::mysql::wire::{
     self, HEADER, MAX_HANDSHAKE_PACKET, MAX_PAYLOAD, PacketBuffer, parse_header,
@@ -76,27 +78,6 @@ fn reference(stream: &[u8]) -> (Vec<(usize, usize, u8)>, usize) {
     (packets, at)
 }
 
-fn splits(control: u8, len: usize) -> Vec<usize> {
-    let mut state = u32::from(control & 0x3f)
-        .wrapping_mul(0x9E37_79B9)
-        .wrapping_add(0x1234_5677);
-    let mut cuts = Vec::new();
-    let mut at = 0;
-    while at < len {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        let step = match state % 3 {
-            0 => 1 + (state >> 8) as usize % 4,
-            1 => 1 + (state >> 8) as usize % 64,
-            _ => 1 + (state >> 8) as usize % 4096,
-        };
-        at = (at + step).min(len);
-        cuts.push(at);
-    }
-    cuts
-}
-
 /// Feeds `bytes` to `buffer` as the relay's reads would, until consumed.
 fn fill(buffer: &mut PacketBuffer, mut bytes: &[u8]) {
     while !bytes.is_empty() {
@@ -110,7 +91,7 @@ fn buffering(control: u8, stream: &[u8]) {
     let mut buffer = PacketBuffer::default();
     let mut next = 0;
     let mut start = 0;
-    for end in splits(control, stream.len()) {
+    for end in common::splits(control & 0x3f, stream.len(), &[4, 64, 4096]) {
         fill(&mut buffer, &stream[start..end]);
         start = end;
         while let Some(packet) = buffer.next_packet() {

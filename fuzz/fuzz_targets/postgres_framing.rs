@@ -22,6 +22,8 @@
 //! through is reported as a crash: in the proxy it would be a caught panic
 //! (and a panic message on stderr) rather than a clean decode error.
 
+mod common;
+
 use bytes::BytesMut;
 use deadbolt_sidecar::framing::{Framing, LengthPrefixed};
 use deadbolt_sidecar::postgres::wire::{self, MAX_STARTUP_PACKET};
@@ -87,30 +89,6 @@ fn reference(stream: &[u8]) -> Reference {
     }
 }
 
-/// Chunk sizes from a small xorshift seeded by the control byte: mostly
-/// short reads (so headers split), sometimes long ones.
-fn splits(control: u8, len: usize) -> Vec<usize> {
-    let mut state = u32::from(control & 0x7f)
-        .wrapping_mul(0x9E37_79B9)
-        .wrapping_add(0x1234_5677);
-    let mut cuts = Vec::new();
-    let mut at = 0;
-    while at < len {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        let step = match state % 4 {
-            0 => 1 + (state >> 8) as usize % 3,
-            1 => 1 + (state >> 8) as usize % 8,
-            2 => 1 + (state >> 8) as usize % 64,
-            _ => 1 + (state >> 8) as usize % 4096,
-        };
-        at = (at + step).min(len);
-        cuts.push(at);
-    }
-    cuts
-}
-
 fn framing(control: u8, stream: &[u8]) {
     let expected = reference(stream);
     let whole_at_boundary = expected.error_at.is_none()
@@ -147,7 +125,7 @@ fn framing(control: u8, stream: &[u8]) {
 
     let mut tracker = LengthPrefixed::postgres();
     let mut start = 0;
-    for end in splits(control, stream.len()) {
+    for end in common::splits(control & 0x7f, stream.len(), &[3, 8, 64, 4096]) {
         let result = tracker.advance(&stream[start..end]);
         match expected.error_at {
             Some(error_at) if error_at <= end => {

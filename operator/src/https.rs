@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadbolt_runtime::connection::{Activity, ConnectionLimits, close_when_idle};
-use deadbolt_runtime::listener::{MAX_CONNECTIONS, accept_until, tls_handshake};
+use deadbolt_runtime::listener::{
+    MAX_CONNECTIONS, accept_until, client_certificate, tls_handshake,
+};
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http2;
@@ -83,12 +85,7 @@ impl Listener {
                 let Some(tls) = tls_handshake(&acceptor, tcp, remote, name).await else {
                     return;
                 };
-                let certificate = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|leaf| leaf.clone().into_owned());
+                let certificate = client_certificate(&tls).cloned();
                 let handler = Arc::new(connect(Peer {
                     remote,
                     certificate,

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -89,6 +90,15 @@ pub async fn tls_handshake(
             None
         }
     }
+}
+
+/// The leaf of the client certificate rustls verified during `tls`'s
+/// handshake, if the client presented one.
+pub fn client_certificate<IO>(tls: &TlsStream<IO>) -> Option<&CertificateDer<'static>> {
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
 }
 
 #[cfg(test)]

@@ -86,6 +86,21 @@ impl Authenticator {
             Err(TokenError::Throttled(reason)) => Err(AuthError::Throttled(reason)),
         }
     }
+
+    /// A database client's identity: its certificate when it presented one,
+    /// otherwise the password `ask` reads from it. `Err` is a wire error while
+    /// asking, which ends the login without an answer about the identity.
+    pub async fn certificate_or_password<E>(
+        &self,
+        certificate: Option<&CertificateDer<'_>>,
+        source: Option<SocketAddr>,
+        ask: impl Future<Output = Result<String, E>>,
+    ) -> Result<Result<CertIdentity, AuthError>, E> {
+        Ok(match certificate {
+            Some(certificate) => self.from_certificate(certificate),
+            None => self.from_password(&ask.await?, source).await,
+        })
+    }
 }
 
 /// Reads CN, organizations and URI SANs, the layout `deadbolt_api::credential` defines.

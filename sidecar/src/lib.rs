@@ -12,8 +12,6 @@
 pub mod args;
 pub mod audit;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-pub mod credentials;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub mod database;
 pub mod framing;
 pub mod gate;

@@ -19,9 +19,9 @@ use crate::args::DatabaseArgs;
 use crate::args::KubeArgs;
 use crate::args::{Cli, Command, CommonArgs};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-use crate::credentials::UpstreamTlsFlags;
+use crate::database::upstream::UpstreamTlsFlags;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-use crate::credentials::{Passwords, UpstreamTls};
+use crate::database::upstream::{Passwords, UpstreamTls};
 use crate::gate::Gate;
 use crate::identity::Authenticator;
 use crate::metrics::{Metrics, ProxyAdmin};

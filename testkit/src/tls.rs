@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use deadbolt_api::credential::ca_common_name;
 use deadbolt_runtime::tls::{self, CertifiedKey, ClientAuth, TlsError};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -44,17 +45,11 @@ impl TestCa {
     /// If key generation or signing fails.
     pub fn new() -> Self {
         let key = KeyPair::generate().expect("generate a CA key");
-        let id: String = key
-            .public_key_raw()
-            .iter()
-            .skip(1)
-            .take(8)
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
         let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("deadbolt test CA {id}"));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            ca_common_name("deadbolt test CA", key.public_key_raw()),
+        );
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,

@@ -13,7 +13,7 @@ pub use store::{
 
 use std::time::Duration;
 
-use deadbolt_api::credential::CertIdentity;
+use deadbolt_api::credential::{CertIdentity, ca_common_name};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
@@ -109,18 +109,10 @@ impl DeadboltCa {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        // A per-CA suffix keeps two installations' CAs apart: a certificate from
-        // the other one then fails as "unknown CA", not as a bad signature.
-        let id: String = key
-            .public_key_raw()
-            .iter()
-            .skip(1)
-            .take(8)
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{CA_COMMON_NAME} {id}"));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            ca_common_name(CA_COMMON_NAME, key.public_key_raw()),
+        );
         params
             .distinguished_name
             .push(DnType::OrganizationName, "deadbolt");

@@ -48,13 +48,19 @@ pub trait DeviceStore: Send + Sync + 'static {
     fn create(&self, device: StoredDevice) -> StoreFuture<'_, ()>;
     /// Removes a device; `false` when there was none.
     fn delete<'a>(&'a self, uuid: &'a str) -> StoreFuture<'a, bool>;
-    /// Records a passed check: the new counter and when.
-    fn record_use<'a>(
-        &'a self,
-        uuid: &'a str,
-        sign_count: u32,
-        at: Timestamp,
-    ) -> StoreFuture<'a, ()>;
+    /// Records a passed check.
+    fn record_use(&self, used: DeviceUse) -> StoreFuture<'_, ()>;
+}
+
+/// A passed check with a device: its new signature counter, and when.
+#[derive(Debug, Clone)]
+pub struct DeviceUse {
+    /// The device's UUID.
+    pub uuid: String,
+    /// The counter the authenticator signed.
+    pub sign_count: u32,
+    /// When the check passed.
+    pub at: Timestamp,
 }
 
 /// Devices kept in memory (standalone mode, tests); gone at restart.
@@ -85,15 +91,10 @@ impl DeviceStore for MemoryDevices {
         Box::pin(async move { Ok(removed) })
     }
 
-    fn record_use<'a>(
-        &'a self,
-        uuid: &'a str,
-        sign_count: u32,
-        at: Timestamp,
-    ) -> StoreFuture<'a, ()> {
-        if let Some(device) = self.devices().get_mut(uuid) {
-            device.sign_count = device.sign_count.max(sign_count);
-            device.last_used = Some(at);
+    fn record_use(&self, used: DeviceUse) -> StoreFuture<'_, ()> {
+        if let Some(device) = self.devices().get_mut(&used.uuid) {
+            device.sign_count = device.sign_count.max(used.sign_count);
+            device.last_used = Some(used.at);
         }
         Box::pin(async { Ok(()) })
     }
@@ -183,21 +184,16 @@ impl DeviceStore for KubeDevices {
         })
     }
 
-    fn record_use<'a>(
-        &'a self,
-        uuid: &'a str,
-        sign_count: u32,
-        at: Timestamp,
-    ) -> StoreFuture<'a, ()> {
+    fn record_use(&self, used: DeviceUse) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let status = MfaDeviceStatus {
-                last_used: Some(Time(at)),
-                sign_count: Some(sign_count),
+                last_used: Some(Time(used.at)),
+                sign_count: Some(used.sign_count),
                 ..Default::default()
             };
             let patch = serde_json::json!({ "status": status });
             self.api
-                .patch_status(uuid, &PatchParams::default(), &Patch::Merge(&patch))
+                .patch_status(&used.uuid, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .map_err(failed("record the MfaDevice's use"))?;
             Ok(())

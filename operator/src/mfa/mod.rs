@@ -10,6 +10,6 @@ mod http;
 mod lockout;
 mod service;
 
-pub use devices::{DeviceStore, KubeDevices, MemoryDevices, StoreError, StoredDevice};
+pub use devices::{DeviceStore, DeviceUse, KubeDevices, MemoryDevices, StoreError, StoredDevice};
 pub use http::{ALPN, Endpoint, serve};
 pub use service::{Caller, MfaService};

@@ -28,7 +28,7 @@ use webauthn_rs::prelude::{
 };
 
 use super::ceremony::Ceremonies;
-use super::devices::{DeviceStore, StoredDevice};
+use super::devices::{DeviceStore, DeviceUse, StoredDevice};
 use super::lockout::Lockout;
 use crate::admission::FollowingReplica;
 use crate::ca::DeadboltCa;
@@ -292,7 +292,11 @@ impl MfaService {
             ));
         }
         self.devices
-            .record_use(&device.uuid, counter, now)
+            .record_use(DeviceUse {
+                uuid: device.uuid.clone(),
+                sign_count: counter,
+                at: now,
+            })
             .await
             .map_err(unavailable)?;
         Ok(device)

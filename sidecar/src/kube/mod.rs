@@ -56,7 +56,9 @@ use std::time::Duration;
 
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::connection::{Activity, ConnectionLimits, close_when_idle};
-use deadbolt_runtime::listener::{MAX_CONNECTIONS, accept_until, tls_handshake};
+use deadbolt_runtime::listener::{
+    MAX_CONNECTIONS, accept_until, client_certificate, tls_handshake,
+};
 use deadbolt_runtime::shutdown::Shutdown;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -167,11 +169,7 @@ impl KubeProxy {
             self.gate.metrics.protocol_errors.inc();
             return;
         };
-        let leaf = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first());
+        let leaf = client_certificate(&tls);
         let peer = Arc::new(Peer {
             remote,
             certificate: leaf.map(|leaf| self.authenticator.from_certificate(leaf)),

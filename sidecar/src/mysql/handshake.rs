@@ -19,6 +19,7 @@ use super::messages::{
     client_capabilities, parse_hello, send_error,
 };
 use super::packet::{self, MAX_HANDSHAKE_PACKET, WireError};
+use crate::database::opening::{OpeningError, accept_tls};
 use crate::io::ByteStream;
 
 /// The plugin a bearer token is read with.
@@ -37,18 +38,7 @@ pub struct Opened {
 }
 
 /// Why the opening failed; the client has been told when it could be.
-#[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
-    /// Malformed or unexpected input.
-    #[error(transparent)]
-    Wire(#[from] WireError),
-    /// The TLS handshake failed.
-    #[error("TLS handshake failed: {0}")]
-    Tls(std::io::Error),
-    /// Plaintext was offered and is not allowed.
-    #[error("the client did not ask for TLS")]
-    PlaintextRefused,
-}
+pub type HandshakeError = OpeningError<WireError>;
 
 /// Greets the client, sets up TLS and reads its handshake response.
 pub async fn open(
@@ -94,16 +84,7 @@ pub async fn open(
             WireError::Malformed("a handshake response that asks for TLS without TLS".into());
         return Err(tell(&mut tcp, 2, error).await.into());
     }
-    let mut stream = TlsAcceptor::from(tls)
-        .accept(tcp)
-        .await
-        .map_err(HandshakeError::Tls)?;
-    let certificate = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(|certificate| certificate.clone().into_owned());
+    let (mut stream, certificate) = accept_tls(&TlsAcceptor::from(tls), tcp).await?;
     let response = match packet::read_expected(&mut stream, 2, MAX_HANDSHAKE_PACKET).await {
         Ok(packet) => packet,
         Err(error) => return Err(tell(&mut stream, 3, error).await.into()),

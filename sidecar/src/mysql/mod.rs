@@ -210,12 +210,7 @@ impl MysqlProxy {
         };
         tokio::time::timeout(UPSTREAM_TIMEOUT, login)
             .await
-            .unwrap_or_else(|_| {
-                Err(UpstreamError::Unreachable {
-                    address: self.upstream.address.clone(),
-                    reason: "the login timed out".into(),
-                })
-            })
+            .unwrap_or_else(|_| Err(self.upstream.unreachable("the login timed out").into()))
     }
 
     /// Refuses a login: tells the client, audits, and says why.
@@ -294,24 +289,22 @@ impl DatabaseProtocol for MysqlProxy {
         facts.login = Some(login.clone());
         facts.db = db_name.clone();
 
-        let identity = match opened.certificate.take() {
-            Some(certificate) => self.authenticator.from_certificate(&certificate),
-            None => match handshake::read_clear_password(&mut opened, &greeting.scramble).await {
-                Ok(password) => {
-                    self.authenticator
-                        .from_password(&password, facts.remote)
-                        .await
+        let certificate = opened.certificate.take();
+        let password = handshake::read_clear_password(&mut opened, &greeting.scramble);
+        let identity = match self
+            .authenticator
+            .certificate_or_password(certificate.as_ref(), facts.remote, password)
+            .await
+        {
+            Ok(identity) => identity,
+            Err(error) => {
+                self.gate.metrics.protocol_errors.inc();
+                let reason = error.to_string();
+                if !matches!(error, WireError::Closed | WireError::Io(_)) {
+                    send_error(&mut opened.stream, opened.next_seq, error.code(), &reason).await;
                 }
-                Err(error) => {
-                    self.gate.metrics.protocol_errors.inc();
-                    let reason = error.to_string();
-                    if !matches!(error, WireError::Closed | WireError::Io(_)) {
-                        send_error(&mut opened.stream, opened.next_seq, error.code(), &reason)
-                            .await;
-                    }
-                    return Login::Refused(reason);
-                }
-            },
+                return Login::Refused(reason);
+            }
         };
         match identity {
             Ok(principal) => {

@@ -7,8 +7,6 @@
 //! `mysql_clear_password`, switching plugins when the server asks. The final
 //! OK is handed back, to be relayed to the client.
 
-use std::time::Duration;
-
 use mysql_common::auth::plugins::{AuthProc, ChallengeResponsePlugin, Context, Response};
 use mysql_common::constants::CapabilityFlags;
 use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, HandshakePacket, SslRequest};
@@ -20,26 +18,15 @@ use super::messages::{
     UPSTREAM_UNREACHABLE, check_greeting, decode, parse_error,
 };
 use super::packet::{self, WireError};
-use crate::credentials::{Passwords, UpstreamTls};
+use crate::database::upstream::Unreachable;
+pub use crate::database::upstream::UpstreamConfig;
 use crate::io::ByteStream;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest packet the upstream may send before the session starts (an
 /// RSA public key is the largest).
 const MAX_AUTH_PACKET: usize = 1 << 20;
 /// Authentication exchanges are short; a server that keeps asking is broken.
 const MAX_AUTH_ROUNDS: usize = 8;
-
-/// Where and how the proxy reaches the real server.
-#[derive(Clone)]
-pub struct UpstreamConfig {
-    /// `host:port`.
-    pub address: String,
-    /// TLS, when the upstream speaks it.
-    pub tls: Option<UpstreamTls>,
-    /// Passwords for the database users; a user without one logs in with an empty password.
-    pub passwords: Passwords,
-}
 
 /// What the upstream says about itself in its greeting, which the proxy's
 /// own greeting mirrors so clients see the server they are really using.
@@ -91,13 +78,8 @@ pub struct Upstream {
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// TCP or TLS failed.
-    #[error("cannot reach the database at {address}: {reason}")]
-    Unreachable {
-        /// The address.
-        address: String,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Unreachable(#[from] Unreachable),
     /// The server refused (wrong password, unknown database, too many connections).
     #[error("{message}")]
     Refused {
@@ -126,27 +108,16 @@ impl UpstreamError {
             UpstreamError::Refused { code, .. } => *code,
             UpstreamError::Unsupported(_) => ACCESS_DENIED,
             UpstreamError::Incompatible(_) => NOT_SUPPORTED,
-            UpstreamError::Unreachable { .. } | UpstreamError::Wire(_) => UPSTREAM_UNREACHABLE,
+            UpstreamError::Unreachable(_) | UpstreamError::Wire(_) => UPSTREAM_UNREACHABLE,
         }
     }
 }
 
+/// The MySQL side of [`UpstreamConfig`]: the server speaks first.
 impl UpstreamConfig {
-    fn unreachable(&self, reason: impl std::fmt::Display) -> UpstreamError {
-        UpstreamError::Unreachable {
-            address: self.address.clone(),
-            reason: reason.to_string(),
-        }
-    }
-
     /// Connects and reads the server's greeting.
     pub async fn greet(&self) -> Result<Greeted, UpstreamError> {
-        let mut tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
-            .await
-            .map_err(|_| self.unreachable("timed out"))?
-            .map_err(|error| self.unreachable(error))?;
-        tcp.set_nodelay(true)
-            .map_err(|error| self.unreachable(error))?;
+        let mut tcp = self.connect_tcp().await?;
         let packet = packet::read_expected(&mut tcp, 0, MAX_AUTH_PACKET).await?;
         if packet.payload.first() == Some(&0xff) {
             let (code, message) = parse_error(&packet.payload)?;
@@ -210,7 +181,7 @@ impl Greeted {
             None => Box::new(self.tcp),
             Some(tls) => {
                 if !server.contains(CapabilityFlags::CLIENT_SSL) {
-                    return Err(config.unreachable("the server does not accept TLS"));
+                    return Err(config.unreachable("the server does not accept TLS").into());
                 }
                 capabilities |= CapabilityFlags::CLIENT_SSL;
                 let mut tcp = self.tcp;
@@ -399,6 +370,7 @@ impl<'p> Authentication<'p> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::database::upstream::Passwords;
     use mysql_common::packets::HandshakeResponse;
     use mysql_common::proto::MyDeserialize as _;
     use mysql_common::proto::MySerialize;

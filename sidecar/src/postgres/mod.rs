@@ -150,19 +150,20 @@ impl DatabaseProtocol for PostgresProxy {
                 .await;
         }
 
-        let identity = match certificate {
-            Some(certificate) => self.authenticator.from_certificate(&certificate),
-            None => match read_password(&mut stream).await {
-                Ok(password) => {
-                    self.authenticator
-                        .from_password(&password, facts.remote)
-                        .await
-                }
-                Err(error) => {
-                    self.gate.metrics.protocol_errors.inc();
-                    return Login::Refused(error.to_string());
-                }
-            },
+        let identity = match self
+            .authenticator
+            .certificate_or_password(
+                certificate.as_ref(),
+                facts.remote,
+                read_password(&mut stream),
+            )
+            .await
+        {
+            Ok(identity) => identity,
+            Err(error) => {
+                self.gate.metrics.protocol_errors.inc();
+                return Login::Refused(error.to_string());
+            }
         };
         match identity {
             Ok(principal) => Login::Session(Box::new(LoggedIn {

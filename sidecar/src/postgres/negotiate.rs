@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::wire::{self, WireError};
+use crate::database::opening::{OpeningError, accept_tls};
 use crate::io::ByteStream;
 
 /// The ALPN protocol PostgreSQL 17 requires for direct TLS.
@@ -40,21 +41,7 @@ pub enum Opening {
 }
 
 /// Why the opening failed; the client has been told when it could be.
-#[derive(Debug, thiserror::Error)]
-pub enum NegotiationError {
-    /// Malformed or unexpected input.
-    #[error(transparent)]
-    Wire(#[from] WireError),
-    /// The TLS handshake failed.
-    #[error("TLS handshake failed: {0}")]
-    Tls(std::io::Error),
-    /// Plaintext was offered and is not allowed.
-    #[error("the client did not ask for TLS")]
-    PlaintextRefused,
-    /// Direct TLS without the `postgresql` ALPN protocol.
-    #[error("direct TLS without ALPN \"postgresql\"")]
-    MissingAlpn,
-}
+pub type NegotiationError = OpeningError<WireError>;
 
 /// Sets up TLS and reads the startup packet.
 pub async fn open(
@@ -69,11 +56,11 @@ pub async fn open(
         return Err(WireError::Closed.into());
     }
     if first[0] == TLS_HANDSHAKE {
-        let stream = acceptor.accept(tcp).await.map_err(NegotiationError::Tls)?;
+        let (stream, certificate) = accept_tls(&acceptor, tcp).await?;
         if stream.get_ref().1.alpn_protocol() != Some(ALPN_POSTGRESQL) {
             return Err(NegotiationError::MissingAlpn);
         }
-        return read_startup_over_tls(stream).await;
+        return read_startup_over_tls(stream, certificate).await;
     }
 
     let mut tcp = tcp;
@@ -82,8 +69,8 @@ pub async fn open(
         match request_code(&packet) {
             SslRequest::BODY_MAGIC_NUMBER => {
                 tcp.write_all(b"S").await.map_err(WireError::Io)?;
-                let stream = acceptor.accept(tcp).await.map_err(NegotiationError::Tls)?;
-                return read_startup_over_tls(stream).await;
+                let (stream, certificate) = accept_tls(&acceptor, tcp).await?;
+                return read_startup_over_tls(stream, certificate).await;
             }
             GssEncRequest::BODY_MAGIC_NUMBER => {
                 tcp.write_all(b"N").await.map_err(WireError::Io)?;
@@ -113,13 +100,8 @@ pub async fn open(
 
 async fn read_startup_over_tls(
     mut stream: tokio_rustls::server::TlsStream<TcpStream>,
+    certificate: Option<CertificateDer<'static>>,
 ) -> Result<Opening, NegotiationError> {
-    let certificate = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .map(|cert| cert.clone().into_owned());
     let packet = match wire::read_startup_packet(&mut stream).await {
         Ok(packet) => packet,
         Err(error) => return Err(tell(&mut stream, error).await),

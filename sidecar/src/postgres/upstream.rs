@@ -4,8 +4,6 @@
 //! SCRAM-SHA-256. What the server says after authenticating (parameters,
 //! backend key, ReadyForQuery) is handed back to be relayed to the client.
 
-use std::time::Duration;
-
 use bytes::{Bytes, BytesMut};
 use pgwire::messages::response::ErrorResponse;
 use pgwire::messages::startup::{
@@ -14,27 +12,14 @@ use pgwire::messages::startup::{
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::wire::{self, WireError};
-pub use crate::credentials::{Passwords, UpstreamTls};
+pub use crate::database::upstream::{Passwords, Unreachable, UpstreamConfig, UpstreamTls};
 use crate::io::ByteStream;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest message the upstream may send during authentication.
 const MAX_AUTH_MESSAGE: usize = 1 << 20;
-
-/// Where and how the proxy reaches the real server.
-#[derive(Clone)]
-pub struct UpstreamConfig {
-    /// `host:port`.
-    pub address: String,
-    /// TLS, when the upstream speaks it.
-    pub tls: Option<UpstreamTls>,
-    /// Passwords for `password`, `md5` and `scram-sha-256` authentication.
-    pub passwords: Passwords,
-}
 
 /// An authenticated upstream connection.
 pub struct Upstream {
@@ -49,13 +34,8 @@ pub struct Upstream {
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// TCP or TLS failed.
-    #[error("cannot reach the database at {address}: {reason}")]
-    Unreachable {
-        /// The address.
-        address: String,
-        /// Why.
-        reason: String,
-    },
+    #[error(transparent)]
+    Unreachable(#[from] Unreachable),
     /// The server refused (e.g. wrong password, unknown database).
     #[error("{0}")]
     ServerError(String),
@@ -67,36 +47,29 @@ pub enum UpstreamError {
     Wire(#[from] WireError),
 }
 
+/// The PostgreSQL side of [`UpstreamConfig`]: connecting with its TLS dance
+/// and logging in.
 impl UpstreamConfig {
     /// Opens a fresh connection (TCP + optional TLS), not yet started.
     pub async fn connect(&self) -> Result<Box<dyn ByteStream>, UpstreamError> {
-        let unreachable = |reason: String| UpstreamError::Unreachable {
-            address: self.address.clone(),
-            reason,
-        };
-        let mut tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
-            .await
-            .map_err(|_| unreachable("timed out".into()))?
-            .map_err(|error| unreachable(error.to_string()))?;
-        tcp.set_nodelay(true)
-            .map_err(|error| unreachable(error.to_string()))?;
+        let mut tcp = self.connect_tcp().await?;
         let Some(tls) = &self.tls else {
             return Ok(Box::new(tcp));
         };
         tcp.write_all(&ssl_request())
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|error| self.unreachable(error))?;
         let answer = tcp
             .read_u8()
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
+            .map_err(|error| self.unreachable(error))?;
         if answer != b'S' {
-            return Err(unreachable("the server does not accept TLS".into()));
+            return Err(self.unreachable("the server does not accept TLS").into());
         }
         let stream = TlsConnector::from(tls.config.clone())
             .connect(tls.server_name.clone(), tcp)
             .await
-            .map_err(|error| unreachable(format!("TLS: {error}")))?;
+            .map_err(|error| self.unreachable(format_args!("TLS: {error}")))?;
         Ok(Box::new(stream))
     }
 

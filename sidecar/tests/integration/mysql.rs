@@ -15,7 +15,7 @@ use deadbolt_api::TargetKind;
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_api::resources::LockingMode;
 use deadbolt_runtime::tls::{self, ClientTls};
-use deadbolt_sidecar::credentials::UpstreamTls;
+use deadbolt_sidecar::database::upstream::UpstreamTls;
 use deadbolt_sidecar::mysql::wire::{self, LoginRequest};
 use mysql_async::prelude::Queryable;
 use mysql_common::constants::CapabilityFlags;

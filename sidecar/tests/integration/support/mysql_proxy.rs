@@ -13,7 +13,7 @@ use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
 use deadbolt_runtime::token::{TokenChecker, TokenError, TokenUser};
 use deadbolt_sidecar::audit::{AuditBuffer, AuditSink};
-use deadbolt_sidecar::credentials::{Passwords, UpstreamTls};
+use deadbolt_sidecar::database::upstream::{Passwords, UpstreamTls};
 use deadbolt_sidecar::gate::Gate;
 use deadbolt_sidecar::identity::Authenticator;
 use deadbolt_sidecar::metrics::Metrics;

@@ -1,16 +1,67 @@
-//! What a database proxy presents to its upstream, whatever the protocol: the
-//! passwords it logs in with (a file of `user:password` lines) and the TLS it
-//! speaks (trust, an optional client certificate, the name to verify). The
-//! PostgreSQL and MySQL proxies read the same flags and the same file format.
+//! How a database proxy reaches its upstream, whatever the protocol: where it
+//! is (a TCP connection with a deadline, and the error when there is none),
+//! the passwords it logs in with (a file of `user:password` lines) and the
+//! TLS it speaks (trust, an optional client certificate, the name to verify).
+//! The PostgreSQL and MySQL proxies read the same flags and the same file
+//! format; each protocol's own `upstream` module does the login on its wire.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use deadbolt_runtime::tls::{self, CertifiedKey, ClientTls};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+/// How long the upstream has to accept a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and how the proxy reaches the real server.
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    /// `host:port`.
+    pub address: String,
+    /// TLS, when the upstream speaks it.
+    pub tls: Option<UpstreamTls>,
+    /// Passwords for the database users; a user without one logs in with an
+    /// empty password (PostgreSQL: trust).
+    pub passwords: Passwords,
+}
+
+/// The upstream could not be reached, or stopped answering while the proxy
+/// set up its session (TCP, TLS or a deadline).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot reach the database at {address}: {reason}")]
+pub struct Unreachable {
+    /// The upstream's address.
+    pub address: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl UpstreamConfig {
+    /// Why the upstream cannot be reached, with its address.
+    pub fn unreachable(&self, reason: impl std::fmt::Display) -> Unreachable {
+        Unreachable {
+            address: self.address.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A TCP connection to the upstream (no delay), within the connect deadline.
+    pub async fn connect_tcp(&self) -> Result<TcpStream, Unreachable> {
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.address))
+            .await
+            .map_err(|_| self.unreachable("timed out"))?
+            .map_err(|error| self.unreachable(error))?;
+        tcp.set_nodelay(true)
+            .map_err(|error| self.unreachable(error))?;
+        Ok(tcp)
+    }
+}
 
 /// Passwords the proxy logs in to the upstream with, per database user, from a
 /// file of `user:password` lines (`*` matches any user).

@@ -3,7 +3,9 @@
 //! client authentication) within a deadline, authorize and admit (the caller's
 //! roles, then the lock view), open the upstream session, relay, finish. The
 //! protocol adapters (`postgres`, `mysql`) only say how each step looks on
-//! their wire, so the access and lock checks live here once.
+//! their wire, so the access and lock checks live here once. What the two
+//! protocols share around the driver is here too: how a client's opening
+//! fails ([`opening`]) and how the upstream is reached ([`upstream`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,6 +18,9 @@ use deadbolt_runtime::listener::{MAX_CONNECTIONS, accept_until};
 use deadbolt_runtime::shutdown::Shutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
+
+pub mod opening;
+pub mod upstream;
 
 use crate::audit::SessionFacts;
 use crate::gate::{Ending, Gate, LiveSession};
