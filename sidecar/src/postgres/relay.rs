@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use bytes::BytesMut;
 use deadbolt_api::engine::Denial;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -13,7 +14,8 @@ use crate::framing::{Framing, LengthPrefixed, finish_unit};
 use crate::gate::{Ending, LiveSession};
 use crate::io::{ByteStream, CUT_GRACE, write_or_cut};
 
-/// Read buffer per direction.
+/// Read buffer per direction. It is filled with `read_buf`, never zeroed, so
+/// an idle session holds only the pages its reads have touched.
 const BUFFER: usize = 16 * 1024;
 /// How long a cut session's server connection outlives the client's.
 const UPSTREAM_LINGER: Duration = Duration::from_millis(250);
@@ -26,8 +28,8 @@ pub async fn relay(
     mut upstream: Box<dyn ByteStream>,
     session: &mut LiveSession,
 ) -> Ending {
-    let mut from_client = vec![0u8; BUFFER];
-    let mut from_server = vec![0u8; BUFFER];
+    let mut from_client = BytesMut::with_capacity(BUFFER);
+    let mut from_server = BytesMut::with_capacity(BUFFER);
     let mut client_frames = LengthPrefixed::postgres();
     let mut server_frames = LengthPrefixed::postgres();
     loop {
@@ -36,13 +38,13 @@ pub async fn relay(
             denial = session.cut() => {
                 return cut(client, upstream, &mut server_frames, &client_frames, denial).await;
             }
-            read = client.read(&mut from_client) => {
+            read = client.read_buf(&mut from_client) => {
                 let data = match read {
                     Ok(0) => {
                         let _ = upstream.shutdown().await;
                         return Ending::Normal;
                     }
-                    Ok(n) => &from_client[..n],
+                    Ok(_) => &from_client[..],
                     Err(error) => return Ending::Failed(format!("client: {error}")),
                 };
                 if let Err(error) = client_frames.advance(data) {
@@ -53,14 +55,15 @@ pub async fn relay(
                 if let Err(ending) = write_or_cut(&mut upstream, data, session).await {
                     return ending;
                 }
+                from_client.clear();
             }
-            read = upstream.read(&mut from_server) => {
+            read = upstream.read_buf(&mut from_server) => {
                 let data = match read {
                     Ok(0) => {
                         let _ = client.shutdown().await;
                         return Ending::Normal;
                     }
-                    Ok(n) => &from_server[..n],
+                    Ok(_) => &from_server[..],
                     Err(error) => return Ending::Failed(format!("server: {error}")),
                 };
                 if let Err(error) = server_frames.advance(data) {
@@ -70,6 +73,7 @@ pub async fn relay(
                 if let Err(ending) = write_or_cut(client, data, session).await {
                     return ending;
                 }
+                from_server.clear();
             }
         }
     }

@@ -146,6 +146,19 @@ impl ProxyProcess {
         }
     }
 
+    /// CPU time the process's live threads have used, from each thread's
+    /// `/proc/<pid>/task/<tid>/schedstat` (nanoseconds, unlike the 10 ms
+    /// ticks of `/proc/<pid>/stat`).
+    pub fn cpu_time(&self) -> Duration {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).unwrap();
+        let nanos: u64 = tasks
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        Duration::from_nanos(nanos)
+    }
+
     /// The process's resident set, KiB, from `/proc/<pid>/status`.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
