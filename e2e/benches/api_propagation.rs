@@ -20,16 +20,6 @@
 //! Run: `./scripts/bench-api-propagation.sh` (it builds the release binaries
 //! and starts a private API server from `../shared/k8s` when `KUBECONFIG` is unset).
 
-#[path = "../../sidecar/tests/integration/support/kube_client.rs"]
-#[allow(dead_code)]
-mod kube_client;
-#[path = "../../sidecar/tests/integration/support/pg_session.rs"]
-#[allow(dead_code)]
-mod pg_session;
-#[path = "../../sidecar/tests/integration/support/stats.rs"]
-#[allow(dead_code)]
-mod stats;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +30,7 @@ use deadbolt_e2e::process::Sidecar;
 use deadbolt_e2e::scenario::{DatabaseAccess, Scenario};
 use deadbolt_e2e::{admin_kubeconfig, kubectl, success};
 use deadbolt_runtime::tls::{CertifiedKey, ClientTls, root_store};
+use deadbolt_testkit::{kube_client, pg_session, stats};
 use futures::StreamExt;
 use http::Request;
 use http_body_util::Full;

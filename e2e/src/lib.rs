@@ -16,14 +16,13 @@
 pub mod chart;
 pub mod mfa;
 pub mod pki;
-/// A real PostgreSQL in a temporary directory (the sidecar tests' harness).
-#[path = "../../sidecar/tests/integration/support/postgres.rs"]
-#[allow(missing_docs, dead_code)]
-pub mod postgres;
 pub mod process;
 pub mod psql;
 pub mod scenario;
 pub mod webhook;
+
+/// A real PostgreSQL in a temporary directory, from the workspace's test kit.
+pub use deadbolt_testkit::postgres;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -30,6 +30,7 @@ use bytes::Bytes;
 use deadbolt_api::TargetKind;
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::tls::{self, ClientTls};
+use deadbolt_testkit::stats::{machine, ms, percentile};
 use futures::StreamExt;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -40,7 +41,6 @@ use rustls::pki_types::ServerName;
 use support::kube_upstream::FakeApiServer;
 use support::operator::{Operator, target};
 use support::proxy_process::ProxyProcess;
-use support::stats::{machine, ms, percentile};
 
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -128,8 +128,11 @@ async fn open_watch(
     sender: &mut http2::SendRequest<Empty<Bytes>>,
     target: &Target,
 ) -> tokio::task::JoinHandle<Result<(Instant, String), String>> {
-    support::kube_client::watch_until_error(sender, target.request(&format!("{LIST}?watch=true")))
-        .await
+    deadbolt_testkit::kube_client::watch_until_error(
+        sender,
+        target.request(&format!("{LIST}?watch=true")),
+    )
+    .await
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

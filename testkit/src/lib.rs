@@ -4,16 +4,22 @@
 //! seconds or RFC 3339 text ([`time`]), a free loopback port ([`net`]), a CA
 //! and serving configs for loopback TLS servers ([`tls`]), the in-memory
 //! audit sink ([`audit`]), a mocked API server for exact request checks
-//! ([`api_server`]), and deterministic garbage for parser tests
-//! ([`garbage`]).
+//! ([`api_server`]), deterministic garbage for parser tests ([`garbage`]), a
+//! real PostgreSQL from Debian's packages ([`postgres`]), raw PostgreSQL and
+//! HTTP clients for what real clients would never send ([`pg_session`],
+//! [`kube_client`]), and the benches' percentiles ([`stats`]).
 //!
 //! A dev-dependency only: no production code depends on it.
 
 pub mod api_server;
 pub mod audit;
 pub mod garbage;
+pub mod kube_client;
 pub mod lock;
 pub mod net;
+pub mod pg_session;
+pub mod postgres;
+pub mod stats;
 pub mod time;
 pub mod tls;
 pub mod wait;

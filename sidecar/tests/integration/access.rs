@@ -12,9 +12,9 @@ use deadbolt_api::access::DATABASE_ACCESS_DENIED;
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_api::protocol::RoleRecord;
 use deadbolt_api::resources::{AccessRoleSpec, RoleConditions, UserSpec, UserTraits};
+use deadbolt_testkit::postgres::Postgres;
 use support::mariadb::Mariadb;
 use support::operator::Operator;
-use support::postgres::Postgres;
 
 /// Labels of every proxy in these tests.
 const DEV: [(&str, &str); 1] = [("env", "dev")];

@@ -15,6 +15,7 @@ use deadbolt_api::mfa::service::{AuthenticateFinish, RegisterFinish};
 use deadbolt_api::protocol::RoleRecord;
 use deadbolt_api::resources::{AccessRoleSpec, RequireSessionMfa, RoleConditions, RoleOptions};
 use deadbolt_runtime::clock::ManualClock;
+use deadbolt_testkit::postgres::Postgres;
 use kubectl_deadbolt::mfa::{
     Authenticator, Caller, IssuedLogin, MfaClient, MfaError, MfaService, login, register,
 };
@@ -23,7 +24,6 @@ use support::kube_proxy::{FakeTokens, KubeProxyHarness, kubectl_path};
 use support::kube_upstream::FakeApiServer;
 use support::mfa::{MfaServer, enable_mfa};
 use support::operator::{Operator, target};
-use support::postgres::Postgres;
 use support::proxy::Proxy;
 use tempfile::TempDir;
 

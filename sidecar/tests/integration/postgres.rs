@@ -13,8 +13,8 @@ use deadbolt_api::TargetKind;
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_api::resources::LockingMode;
 use deadbolt_runtime::clock::ManualClock;
+use deadbolt_testkit::postgres::Postgres;
 use support::operator::{Operator, target};
-use support::postgres::Postgres;
 use support::proxy::{Proxy, user};
 use support::{PATIENCE, eventually};
 

@@ -4,10 +4,10 @@
 use crate::support;
 
 use deadbolt_runtime::tls::{self, ClientTls};
+use deadbolt_testkit::postgres::Postgres;
 use rustls::pki_types::ServerName;
 use support::PATIENCE;
 use support::operator::Operator;
-use support::postgres::Postgres;
 use support::proxy::{Proxy, user};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use deadbolt_api::TargetKind;
 use deadbolt_runtime::logging::{self, LogFormat};
 use deadbolt_testkit::eventually_some;
+use deadbolt_testkit::postgres::Postgres;
 use support::operator::{Operator, target};
-use support::postgres::Postgres;
 use support::proxy::{Proxy, user};
 
 /// Log lines written so far, shared with the logger.

@@ -19,7 +19,7 @@ use tempfile::TempDir;
 use tokio::net::TcpListener;
 
 use super::operator::Operator;
-use super::postgres::Postgres;
+use deadbolt_testkit::postgres::Postgres;
 
 /// A running proxy.
 pub struct Proxy {

@@ -9,10 +9,12 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// `duration` in milliseconds, two decimals.
 pub fn ms(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
 }
 
+/// The number of CPUs `nproc` reports, as text.
 pub fn cpus() -> String {
     Command::new("nproc")
         .output()
@@ -20,6 +22,7 @@ pub fn cpus() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// The machine in one line: CPUs, model and memory.
 pub fn machine() -> String {
     let nproc = cpus();
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

@@ -104,7 +104,7 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&init.stderr)
         );
-        let port = super::free_port();
+        let port = crate::free_port();
         let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
             dir.path().display()
