@@ -7,12 +7,14 @@
 //! ([`api_server`]), deterministic garbage for parser tests ([`garbage`]), a
 //! real PostgreSQL from Debian's packages ([`postgres`]), raw PostgreSQL and
 //! HTTP clients for what real clients would never send ([`pg_session`],
-//! [`kube_client`]), and the benches' percentiles ([`stats`]).
+//! [`kube_client`]), the output of a real client that must succeed
+//! ([`command`]), and the benches' percentiles ([`stats`]).
 //!
 //! A dev-dependency only: no production code depends on it.
 
 pub mod api_server;
 pub mod audit;
+pub mod command;
 pub mod garbage;
 pub mod kube_client;
 pub mod lock;

@@ -157,12 +157,7 @@ impl Postgres {
             .env("PGPASSWORD", USERS[0].1)
             .output()
             .expect("psql is not installed: run scripts/install-tools.sh");
-        assert!(
-            output.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
+        crate::command::succeeded(sql, &output)
     }
 
     /// `user:password` lines for the proxy's upstream logins.

@@ -185,13 +185,7 @@ impl Mariadb {
 
     /// Runs SQL as MariaDB's root, through the unix socket (not through a proxy).
     pub fn sql(&self, sql: &str) -> String {
-        let output = self.try_sql(sql);
-        assert!(
-            output.status.success(),
-            "{sql}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
+        deadbolt_testkit::command::succeeded(sql, &self.try_sql(sql))
     }
 
     /// `user:password` lines for the proxy's upstream logins.
