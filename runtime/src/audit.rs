@@ -5,9 +5,8 @@
 //! Writing happens on a thread of its own, fed through a bounded channel, so
 //! a slow disk or a blocked pipe never stalls a proxy's async runtime. If the
 //! writer falls 16,384 lines behind (besides the 64 KiB it buffers), further
-//! lines are dropped, counted
-//! ([`AuditSink::dropped`], exported as a metric) and logged: a session is
-//! never held up for its audit line.
+//! lines are dropped, counted ([`AuditSink::dropped`], exported as a metric)
+//! and logged: a session is never held up for its audit line.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
