@@ -36,7 +36,7 @@ kit_state=""
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  [ -n "${ns:-}" ] && kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+  if [ -n "${ns:-}" ]; then kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; fi
   if [ -n "$kit_state" ]; then
     bash "$repo/../shared/k8s/down.sh" "$kit_state" >/dev/null 2>&1 || true
     rm -rf "$kit_state"

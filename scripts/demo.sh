@@ -18,7 +18,7 @@ fi
 for b in deadbolt-operator deadbolt-sidecar deadbolt-ca; do
   [ -x "$bin/$b" ] || { echo "demo: $bin/$b is missing; run: cargo build --bins" >&2; exit 1; }
 done
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+pg_bin=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1)
 [ -x "$pg_bin/initdb" ] || { echo "demo: PostgreSQL is not installed; run scripts/install-tools.sh" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/deadbolt-demo.XXXXXX)
