@@ -21,14 +21,14 @@ use crate::args::{Cli, Command, CommonArgs};
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use crate::database::upstream::UpstreamTlsFlags;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-use crate::database::upstream::{Passwords, UpstreamTls};
+use crate::database::upstream::{Passwords, UpstreamConfig, UpstreamTls};
 use crate::gate::Gate;
 use crate::identity::Authenticator;
 use crate::metrics::{Metrics, ProxyAdmin};
 #[cfg(feature = "mysql")]
 use crate::mysql::MysqlProxy;
 #[cfg(feature = "postgres")]
-use crate::postgres::{self, CancelKeys, PostgresProxy, UpstreamConfig};
+use crate::postgres::{self, CancelKeys, PostgresProxy};
 use crate::session::SessionRegistry;
 use crate::view::{Enforcer, ViewClient, ViewClientConfig, ViewCredentials, staleness_watchdog};
 
@@ -227,7 +227,7 @@ async fn run_mysql(args: DatabaseArgs) -> anyhow::Result<()> {
         ClientAuth::Optional(started.client_roots.clone()),
         &[],
     )?;
-    let upstream = crate::mysql::UpstreamConfig {
+    let upstream = UpstreamConfig {
         address: args.upstream.clone(),
         tls: args.upstream_tls()?,
         passwords: args.passwords()?,

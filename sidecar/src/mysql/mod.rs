@@ -26,7 +26,7 @@ pub mod fuzzing {
     pub use super::messages::{ClientHello, parse_hello};
 }
 
-pub use upstream::{ServerProfile, UpstreamConfig, UpstreamError};
+pub use upstream::{ServerProfile, UpstreamError};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
@@ -41,6 +41,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::audit::SessionFacts;
+use crate::database::upstream::UpstreamConfig;
 use crate::database::{self, DatabaseProtocol, LoggedIn, Login};
 use crate::gate::{Ending, Gate, LiveSession};
 use crate::identity::Authenticator;

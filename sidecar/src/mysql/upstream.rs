@@ -18,8 +18,7 @@ use super::messages::{
     UPSTREAM_UNREACHABLE, check_greeting, decode, parse_error,
 };
 use super::packet::{self, WireError};
-use crate::database::upstream::Unreachable;
-pub use crate::database::upstream::UpstreamConfig;
+use crate::database::upstream::{Unreachable, UpstreamConfig};
 use crate::io::ByteStream;
 
 /// The longest packet the upstream may send before the session starts (an

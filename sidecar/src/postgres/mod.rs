@@ -14,7 +14,6 @@ pub mod wire;
 
 pub use cancel::CancelKeys;
 pub use negotiate::ALPN_POSTGRESQL;
-pub use upstream::{Passwords, UpstreamConfig, UpstreamTls};
 
 use std::sync::Arc;
 
@@ -27,6 +26,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::audit::SessionFacts;
+use crate::database::upstream::UpstreamConfig;
 use crate::database::{self, DatabaseProtocol, LoggedIn, Login};
 use crate::gate::{Ending, Gate, LiveSession};
 use crate::identity::Authenticator;

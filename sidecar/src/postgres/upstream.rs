@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 
 use super::wire::{self, WireError};
-pub use crate::database::upstream::{Passwords, Unreachable, UpstreamConfig, UpstreamTls};
+use crate::database::upstream::{Unreachable, UpstreamConfig};
 use crate::io::ByteStream;
 
 /// The longest message the upstream may send during authentication.
