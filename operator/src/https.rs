@@ -3,7 +3,8 @@
 //! until shutdown, a TLS handshake with a deadline, HTTP/2 (and HTTP/1.1
 //! where a listener asks for it) within the listener's limits, idle
 //! connections closed, and on shutdown a bounded drain of what is in flight.
-//! Each listener says only how it answers a request.
+//! Each listener says only how it answers a request; [`read_body`] is how
+//! each of them reads one.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +17,8 @@ use deadbolt_runtime::listener::{
     MAX_CONNECTIONS, accept_until, client_certificate, tls_handshake,
 };
 use http::{Request, Response};
-use hyper::body::{Body, Incoming};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::{Body, Bytes, Incoming};
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -27,6 +29,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::failure::Failure;
 use crate::shutdown::Shutdown;
 
 /// How long shutdown waits for requests and streams in flight.
@@ -137,5 +140,21 @@ impl Listener {
         {
             tracing::warn!("{name} connections did not drain in time; dropping them");
         }
+    }
+}
+
+/// A request's whole body, or `too_large()` once it passes `limit` bytes, or
+/// a 400 when the client stops sending halfway.
+pub async fn read_body(
+    body: Incoming,
+    limit: usize,
+    too_large: impl FnOnce() -> Failure,
+) -> Result<Bytes, Failure> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(error) => Err(Failure::bad_request(format!(
+            "cannot read the request body: {error}"
+        ))),
     }
 }

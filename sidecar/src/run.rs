@@ -151,21 +151,24 @@ async fn start(common: &CommonArgs, token_audience: Option<&str>) -> anyhow::Res
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 impl DatabaseArgs {
-    fn upstream_tls(&self) -> anyhow::Result<Option<UpstreamTls>> {
-        UpstreamTls::from_flags(UpstreamTlsFlags {
+    /// The upstream server, its TLS and the logins' passwords.
+    fn upstream_config(&self) -> anyhow::Result<UpstreamConfig> {
+        let tls = UpstreamTls::from_flags(UpstreamTlsFlags {
             upstream: &self.upstream,
             ca: self.upstream_ca.as_deref(),
             cert: self.upstream_cert.as_deref(),
             key: self.upstream_key.as_deref(),
             server_name: self.upstream_server_name.as_deref(),
+        })?;
+        let passwords = match &self.upstream_password_file {
+            Some(path) => Passwords::from_file(path).map_err(anyhow::Error::msg)?,
+            None => Passwords::default(),
+        };
+        Ok(UpstreamConfig {
+            address: self.upstream.clone(),
+            tls,
+            passwords,
         })
-    }
-
-    fn passwords(&self) -> anyhow::Result<Passwords> {
-        match &self.upstream_password_file {
-            Some(path) => Passwords::from_file(path).map_err(anyhow::Error::msg),
-            None => Ok(Passwords::default()),
-        }
     }
 }
 
@@ -191,26 +194,53 @@ async fn until_signal(
     Ok(())
 }
 
-#[cfg(feature = "postgres")]
-async fn run_postgres(args: DatabaseArgs) -> anyhow::Result<()> {
+/// What a database proxy starts with: what every proxy shares, the TLS it
+/// serves clients, its upstream, and its listener.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+struct DatabaseStart {
+    started: Started,
+    tls: Arc<rustls::ServerConfig>,
+    upstream: UpstreamConfig,
+    listener: TcpListener,
+}
+
+/// Starts a database proxy for `protocol` (offering `alpn` in TLS).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+async fn start_database(
+    args: &DatabaseArgs,
+    protocol: &'static str,
+    alpn: &[&[u8]],
+) -> anyhow::Result<DatabaseStart> {
     let started = start(&args.common, Some(&args.token_audience)).await?;
-    let tls_config = tls::server_config(
+    let tls = tls::server_config(
         started.serving.clone(),
         ClientAuth::Optional(started.client_roots.clone()),
-        &[postgres::ALPN_POSTGRESQL],
+        alpn,
     )?;
-    let upstream = UpstreamConfig {
-        address: args.upstream.clone(),
-        tls: args.upstream_tls()?,
-        passwords: args.passwords()?,
-    };
+    let upstream = args.upstream_config()?;
     let listener = listen(&args.common).await?;
-    tracing::info!(listen = %args.common.listen, upstream = %args.upstream,
-        server_id = %args.common.server_id, "deadbolt-sidecar postgres started");
+    tracing::info!(protocol, listen = %args.common.listen, upstream = %args.upstream,
+        server_id = %args.common.server_id, "deadbolt-sidecar started");
+    Ok(DatabaseStart {
+        started,
+        tls,
+        upstream,
+        listener,
+    })
+}
+
+#[cfg(feature = "postgres")]
+async fn run_postgres(args: DatabaseArgs) -> anyhow::Result<()> {
+    let DatabaseStart {
+        started,
+        tls,
+        upstream,
+        listener,
+    } = start_database(&args, "postgres", &[postgres::ALPN_POSTGRESQL]).await?;
     let proxy = Arc::new(PostgresProxy {
         gate: started.gate.clone(),
         authenticator: started.authenticator.clone(),
-        tls: tls_config,
+        tls,
         upstream,
         allow_plaintext: args.common.allow_plaintext,
         cancel_keys: CancelKeys::default(),
@@ -221,24 +251,16 @@ async fn run_postgres(args: DatabaseArgs) -> anyhow::Result<()> {
 
 #[cfg(feature = "mysql")]
 async fn run_mysql(args: DatabaseArgs) -> anyhow::Result<()> {
-    let started = start(&args.common, Some(&args.token_audience)).await?;
-    let tls_config = tls::server_config(
-        started.serving.clone(),
-        ClientAuth::Optional(started.client_roots.clone()),
-        &[],
-    )?;
-    let upstream = UpstreamConfig {
-        address: args.upstream.clone(),
-        tls: args.upstream_tls()?,
-        passwords: args.passwords()?,
-    };
-    let listener = listen(&args.common).await?;
-    tracing::info!(listen = %args.common.listen, upstream = %args.upstream,
-        server_id = %args.common.server_id, "deadbolt-sidecar mysql started");
+    let DatabaseStart {
+        started,
+        tls,
+        upstream,
+        listener,
+    } = start_database(&args, "mysql", &[]).await?;
     let proxy = Arc::new(MysqlProxy::new(
         started.gate.clone(),
         started.authenticator.clone(),
-        tls_config,
+        tls,
         upstream,
         args.common.allow_plaintext,
     ));
@@ -274,7 +296,7 @@ async fn run_kube(args: KubeArgs) -> anyhow::Result<()> {
     let upstream = crate::kube::upstream::Upstream::from_kube_config(&config)?;
     let listener = listen(&args.common).await?;
     tracing::info!(listen = %args.common.listen, upstream = %upstream.endpoint(),
-        server_id = %args.common.server_id, "deadbolt-sidecar kube started");
+        server_id = %args.common.server_id, protocol = "kube", "deadbolt-sidecar started");
     if args.common.allow_plaintext {
         tracing::warn!("--allow-plaintext has no effect on the kube proxy: it always serves TLS");
     }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use deadbolt_runtime::connection::ConnectionLimits;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 
@@ -15,7 +14,7 @@ use super::review::{MAX_REVIEW_BYTES, too_large};
 use super::webhook::{Endpoint, Webhook};
 use crate::body::ChannelBody;
 use crate::failure::Failure;
-use crate::https::Listener;
+use crate::https::{Listener, read_body};
 use crate::shutdown::Shutdown;
 
 /// The ALPN protocols to configure the webhook's TLS with: the API server
@@ -82,17 +81,6 @@ async fn route(webhook: &Webhook, request: Request<Incoming>) -> Result<Vec<u8>,
             request.method()
         )));
     }
-    let body = read_body(request.into_body()).await?;
+    let body = read_body(request.into_body(), MAX_REVIEW_BYTES, too_large).await?;
     webhook.answer(endpoint, &body)
-}
-
-/// The whole body, refused with a 400 past [`MAX_REVIEW_BYTES`].
-async fn read_body(body: Incoming) -> Result<Bytes, Failure> {
-    match Limited::new(body, MAX_REVIEW_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(error) => Err(Failure::bad_request(format!(
-            "cannot read the request body: {error}"
-        ))),
-    }
 }

@@ -15,8 +15,7 @@ use deadbolt_runtime::certificate;
 use deadbolt_runtime::connection::ConnectionLimits;
 use deadbolt_runtime::token::{TokenChecker, TokenError};
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use rustls::ServerConfig;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,7 +25,7 @@ use super::service::{Caller, MfaService};
 use crate::auth::bearer_token;
 use crate::body::ChannelBody;
 use crate::failure::Failure;
-use crate::https::Listener;
+use crate::https::{Listener, read_body};
 use crate::shutdown::Shutdown;
 
 /// The ALPN protocol: HTTP/2 only, so a ceremony's calls share a connection.
@@ -206,22 +205,12 @@ async fn authenticate(
 }
 
 async fn read_json<T: DeserializeOwned>(request: Request<Incoming>) -> Result<T, Failure> {
-    let bytes: Bytes = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            return Err(Failure::bad_request(format!(
-                "the request body is larger than {MAX_BODY_BYTES} bytes"
-            )));
-        }
-        Err(error) => {
-            return Err(Failure::bad_request(format!(
-                "cannot read the request body: {error}"
-            )));
-        }
-    };
+    let bytes = read_body(request.into_body(), MAX_BODY_BYTES, || {
+        Failure::bad_request(format!(
+            "the request body is larger than {MAX_BODY_BYTES} bytes"
+        ))
+    })
+    .await?;
     serde_json::from_slice(&bytes)
         .map_err(|error| Failure::bad_request(format!("the request body does not parse: {error}")))
 }
