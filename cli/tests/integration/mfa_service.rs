@@ -4,12 +4,9 @@
 //! tests edit, its devices in memory, bearer tokens checked by a map. A TCP
 //! relay in front of it counts the connections clients open.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -28,9 +25,8 @@ use deadbolt_operator::view::ViewStore;
 use deadbolt_runtime::audit::AuditSink;
 use deadbolt_runtime::clock::ManualClock;
 use deadbolt_runtime::tls::{self, ClientAuth};
-use deadbolt_runtime::token::{TokenChecker, TokenError, TokenUser};
 use deadbolt_testkit::tls::TestCa;
-use deadbolt_testkit::{lock_entry, target};
+use deadbolt_testkit::{FakeTokens, lock_entry, target};
 use http_body_util::Full;
 use hyper::Response;
 use hyper::service::service_fn;
@@ -52,27 +48,6 @@ const HOUR: Duration = Duration::from_secs(3600);
 const LOCK_MESSAGE: &str = "lock targeting User:\"alice\" is in force: Suspicious activity. \
      (no credential is issued while a lock is in force)";
 const NEEDS_FRESH_MFA: &str = "call with a fresh MFA credential from a device you already have";
-
-/// Bearer tokens the service accepts: each belongs to a user in [`GROUP`].
-struct Tokens(HashMap<&'static str, &'static str>);
-
-impl TokenChecker for Tokens {
-    fn check<'a>(
-        &'a self,
-        token: &'a str,
-        _source: Option<IpAddr>,
-    ) -> Pin<Box<dyn Future<Output = Result<TokenUser, TokenError>> + Send + 'a>> {
-        let answer = match self.0.get(token) {
-            Some(user) => Ok(TokenUser {
-                username: user.to_string(),
-                groups: vec![GROUP.into()],
-                ..Default::default()
-            }),
-            None => Err(TokenError::Rejected("token not found".into())),
-        };
-        Box::pin(async move { answer })
-    }
-}
 
 /// The MFA service, running.
 struct Server {
@@ -125,14 +100,17 @@ impl Server {
         .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let tokens = Tokens([(TOKEN, "alice"), (BOB_TOKEN, "bob")].into());
+        // Bearer tokens the service accepts: each belongs to a user in GROUP.
+        let tokens = FakeTokens::default();
+        tokens.add(TOKEN, "alice", &[GROUP]);
+        tokens.add(BOB_TOKEN, "bob", &[GROUP]);
         let (trigger, shutdown) = Shutdown::new();
         tokio::spawn(mfa::serve(
             listener,
             config,
             Endpoint {
                 service,
-                tokens: Some(Arc::new(tokens)),
+                tokens: Some(tokens.checker()),
             },
             shutdown,
         ));

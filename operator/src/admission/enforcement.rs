@@ -60,10 +60,10 @@ pub(super) fn refusal(denial: Denial) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deadbolt_api::TargetKind;
     use deadbolt_api::engine::STALE_VIEW_MESSAGE;
-    use deadbolt_api::protocol::{ClusterConfig, RoleRecord, Snapshot, ViewEvent};
-    use deadbolt_api::resources::RoleOptions;
-    use deadbolt_api::{AccessRoleSpec, TargetKind};
+    use deadbolt_api::protocol::{ClusterConfig, Snapshot, ViewEvent};
+    use deadbolt_testkit::role::strict_role;
     use deadbolt_testkit::{lock_entry, target};
 
     fn view() -> ViewReplica {
@@ -73,17 +73,7 @@ mod tests {
         )
         .message("Compromised workload.")
         .build();
-        let strict = RoleRecord {
-            name: "oncall".into(),
-            spec: AccessRoleSpec {
-                options: RoleOptions {
-                    lock: Some(LockingMode::Strict),
-                    ..Default::default()
-                },
-                groups: vec!["sre".into()],
-                ..Default::default()
-            },
-        };
+        let strict = strict_role("oncall", "sre");
         let mut view = ViewReplica::default();
         let snapshot = Snapshot {
             revision: 1,

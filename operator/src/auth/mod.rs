@@ -167,32 +167,14 @@ pub fn bearer_token(header: &HeaderValue) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::future::BoxFuture;
+    use deadbolt_testkit::FakeTokens;
     use http::StatusCode;
 
-    struct Fake;
-
-    impl TokenChecker for Fake {
-        fn check<'a>(
-            &'a self,
-            token: &'a str,
-            _source: Option<std::net::IpAddr>,
-        ) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
-            Box::pin(async move {
-                match token {
-                    "good" => Ok(TokenUser {
-                        username: "alice".into(),
-                        ..Default::default()
-                    }),
-                    "down" => Err(TokenError::Unavailable("connection refused".into())),
-                    _ => Err(TokenError::Rejected("token has expired".into())),
-                }
-            })
-        }
-    }
-
     fn authenticator() -> Authenticator {
-        Authenticator::new(Some(Arc::new(Fake)))
+        let tokens = FakeTokens::rejecting_unknown_with("token has expired");
+        tokens.add("good", "alice", &[]);
+        tokens.fail("down", TokenError::Unavailable("connection refused".into()));
+        Authenticator::new(Some(tokens.checker()))
     }
 
     async fn header(value: &str) -> Result<Principal, Failure> {

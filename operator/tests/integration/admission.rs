@@ -5,7 +5,6 @@
 use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
 use deadbolt_api::protocol::{ClusterConfig, RoleRecord, UserRecord, ViewObject};
-use deadbolt_api::resources::RoleOptions;
 use deadbolt_api::{AccessRoleSpec, LockingMode, TargetKind, UserSpec};
 use deadbolt_operator::admin::Readiness;
 use deadbolt_operator::admission::{
@@ -14,6 +13,7 @@ use deadbolt_operator::admission::{
 use deadbolt_operator::shutdown::Shutdown;
 use deadbolt_operator::view::{ViewStore, default_cluster_config};
 use deadbolt_runtime::tls::{self, ClientTls};
+use deadbolt_testkit::role::strict_role;
 use deadbolt_testkit::tls::TestCa;
 use deadbolt_testkit::{PATIENCE, at, lock_entry, target};
 use http::{Method, Request, StatusCode};
@@ -68,17 +68,7 @@ fn store() -> ViewStore {
             ..Default::default()
         },
     }));
-    store.upsert(ViewObject::Role(RoleRecord {
-        name: "oncall".into(),
-        spec: AccessRoleSpec {
-            options: RoleOptions {
-                lock: Some(LockingMode::Strict),
-                ..Default::default()
-            },
-            groups: vec!["sre".into()],
-            ..Default::default()
-        },
-    }));
+    store.upsert(ViewObject::Role(strict_role("oncall", "sre")));
     store.upsert(ViewObject::User(UserRecord {
         name: "alice".into(),
         spec: UserSpec {

@@ -335,27 +335,15 @@ mod tests {
     use deadbolt_api::access::AccessDenied;
     use deadbolt_api::engine::{Denial, LockEntry};
     use deadbolt_api::protocol::{ClusterConfig, RoleRecord, Snapshot, UserRecord, ViewObject};
-    use deadbolt_api::resources::{
-        AccessRoleSpec, LockTargetSpec, RoleConditions, RoleOptions, UserSpec,
-    };
+    use deadbolt_api::resources::{AccessRoleSpec, LockTargetSpec, RoleOptions, UserSpec};
     use deadbolt_runtime::clock::ManualClock;
-    use deadbolt_testkit::{lock_entry, target};
+    use deadbolt_testkit::lock_entry;
+    use deadbolt_testkit::role::any_database_role;
+    use deadbolt_testkit::target;
 
     /// A role for everyone in `staff`: any database user, database and proxy.
     fn any_database() -> RoleRecord {
-        RoleRecord {
-            name: "db-all".into(),
-            spec: AccessRoleSpec {
-                allow: RoleConditions {
-                    db_users: vec!["*".into()],
-                    db_names: vec!["*".into()],
-                    db_labels: [("*".to_string(), vec!["*".to_string()])].into(),
-                    ..Default::default()
-                },
-                groups: vec!["staff".into()],
-                ..Default::default()
-            },
-        }
+        any_database_role("db-all", "staff")
     }
 
     fn snapshot(staleness_ms: u64, mode: LockingMode) -> ViewEvent {

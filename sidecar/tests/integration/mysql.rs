@@ -21,7 +21,7 @@ use mysql_async::prelude::Queryable;
 use mysql_common::constants::CapabilityFlags;
 use rustls::pki_types::ServerName;
 use support::mariadb::{ED25519_USER, Mariadb};
-use support::mysql_proxy::{Proxy, token_for};
+use support::mysql_proxy::{Proxy, TOM_TOKEN};
 use support::operator::{Operator, target};
 use support::proxy::user;
 use support::{PATIENCE, eventually};
@@ -71,7 +71,7 @@ async fn allowed_sessions_run_queries_prepared_statements_and_long_results() {
     );
 
     // A bearer token instead of a certificate, read with mysql_clear_password.
-    let output = proxy.mysql_with_token(&token_for("tom"), "app", "select current_user()");
+    let output = proxy.mysql_with_token(TOM_TOKEN, "app", "select current_user()");
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout(&output), "app@%\n");
     let output = proxy.mysql_with_token("not-a-token", "app", "select 1");
@@ -212,7 +212,7 @@ async fn locked_targets_are_refused_with_the_exact_message() {
     // A user who logs in with a token is locked alike.
     operator.lock("token-user", target(TargetKind::User, "tom"), SUSPICIOUS);
     proxy.catch_up(&operator).await;
-    let output = proxy.mysql_with_token(&token_for("tom"), "app", "select 1");
+    let output = proxy.mysql_with_token(TOM_TOKEN, "app", "select 1");
     assert_eq!(
         stderr(&output),
         "ERROR 1045 (28000): lock targeting User:\"tom\" is in force: Suspicious activity.\n"

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use deadbolt_api::protocol::{Ack, Revision, ViewEvent, decode_line, encode_line};
 use deadbolt_operator::admin::{Metrics, Readiness};
-use deadbolt_operator::auth::{Authenticator, TokenChecker, TokenError, TokenUser};
+use deadbolt_operator::auth::{Authenticator, TokenUser};
 use deadbolt_operator::body::{BodyChunk, ChannelBody};
 use deadbolt_operator::ca::{DeadboltCa, IssuedCert};
 use deadbolt_operator::shutdown::{Shutdown, ShutdownTrigger};
@@ -17,7 +17,6 @@ use deadbolt_operator::stream::{self, LOCKVIEW_PATH, SERVER_ID_HEADER, StreamCon
 use deadbolt_operator::subscribers::Subscribers;
 use deadbolt_operator::view::ViewStore;
 use deadbolt_runtime::tls::{self, ClientAuth, ClientTls};
-use futures::future::BoxFuture;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Bytes, Incoming};
@@ -27,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use deadbolt_testkit::FakeTokens;
 /// Waiting comes from the workspace's test kit; re-exported so the suites and
 /// benches that include this module find it here.
 pub use deadbolt_testkit::{PATIENCE, eventually};
@@ -40,21 +40,15 @@ pub const UNLISTED_TOKEN: &str = "web-token";
 pub const SUBSCRIBERS: [&str; 1] = ["shop/proxy"];
 
 /// Knows [`GOOD_TOKEN`] and [`UNLISTED_TOKEN`]; everything else is "expired".
-struct FakeTokens;
-
-impl TokenChecker for FakeTokens {
-    fn check<'a>(
-        &'a self,
-        token: &'a str,
-        _source: Option<std::net::IpAddr>,
-    ) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
-        Box::pin(async move {
-            let (account, pod) = match token {
-                GOOD_TOKEN => ("proxy", "db-proxy-0"),
-                UNLISTED_TOKEN => ("web", "web-0"),
-                _ => return Err(TokenError::Rejected("token has expired".into())),
-            };
-            Ok(TokenUser {
+fn fake_tokens() -> FakeTokens {
+    let tokens = FakeTokens::rejecting_unknown_with("token has expired");
+    for (token, account, pod) in [
+        (GOOD_TOKEN, "proxy", "db-proxy-0"),
+        (UNLISTED_TOKEN, "web", "web-0"),
+    ] {
+        tokens.add_user(
+            token,
+            TokenUser {
                 username: format!("system:serviceaccount:shop:{account}"),
                 groups: vec![],
                 extra: [(
@@ -62,9 +56,10 @@ impl TokenChecker for FakeTokens {
                     vec![pod.to_string()],
                 )]
                 .into(),
-            })
-        })
+            },
+        );
     }
+    tokens
 }
 
 /// A running lock-view server.
@@ -110,7 +105,7 @@ impl Server {
         let context = StreamContext {
             store: store.clone(),
             subscribers: subscribers.clone(),
-            authenticator: Authenticator::new(Some(Arc::new(FakeTokens))).with_subscribers(
+            authenticator: Authenticator::new(Some(fake_tokens().checker())).with_subscribers(
                 SUBSCRIBERS
                     .iter()
                     .map(|rule| rule.parse().unwrap())

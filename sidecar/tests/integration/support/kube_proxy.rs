@@ -2,7 +2,6 @@
 //! subscribed to the test operator; kubeconfigs for its clients (a Deadbolt
 //! user certificate or a bearer token); and the real `kubectl` to drive it.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,56 +11,20 @@ use std::time::Duration;
 
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
-use deadbolt_runtime::token::{TokenChecker, TokenError, TokenUser};
 use deadbolt_sidecar::audit::{AuditBuffer, AuditSink};
 use deadbolt_sidecar::gate::Gate;
 use deadbolt_sidecar::identity::Authenticator;
 use deadbolt_sidecar::kube::{self, KubeProxy};
 use deadbolt_sidecar::metrics::Metrics;
 use deadbolt_sidecar::view::Enforcer;
+pub use deadbolt_testkit::FakeTokens;
 use deadbolt_testkit::poll;
-use futures::future::BoxFuture;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
 use super::kube_upstream::{FakeApiServer, NAMESPACE};
 use super::operator::Operator;
 use super::{PATIENCE, eventually};
-
-/// Bearer tokens the fake TokenReview knows.
-#[derive(Default, Clone)]
-pub struct FakeTokens(Arc<Mutex<HashMap<String, TokenUser>>>);
-
-impl FakeTokens {
-    /// Makes `token` belong to `user` with `groups`.
-    pub fn add(&self, token: &str, user: &str, groups: &[&str]) {
-        self.0.lock().unwrap().insert(
-            token.into(),
-            TokenUser {
-                username: user.into(),
-                groups: groups.iter().map(|g| g.to_string()).collect(),
-                ..Default::default()
-            },
-        );
-    }
-}
-
-impl TokenChecker for FakeTokens {
-    fn check<'a>(
-        &'a self,
-        token: &'a str,
-        _source: Option<std::net::IpAddr>,
-    ) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
-        let answer = self
-            .0
-            .lock()
-            .unwrap()
-            .get(token)
-            .cloned()
-            .ok_or_else(|| TokenError::Rejected("token not found".into()));
-        Box::pin(async move { answer })
-    }
-}
 
 /// A running kube proxy.
 pub struct KubeProxyHarness {
@@ -114,7 +77,7 @@ impl KubeProxyHarness {
                 audit: audit_sink,
                 metrics: metrics.clone(),
             },
-            authenticator: Authenticator::new(Some(Arc::new(tokens.clone()))),
+            authenticator: Authenticator::new(Some(tokens.checker())),
             tls: tls_config,
             upstream: kube::upstream::Upstream::from_kube_config(&config).unwrap(),
         });

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
-use deadbolt_runtime::token::{TokenChecker, TokenError, TokenUser};
 use deadbolt_sidecar::audit::{AuditBuffer, AuditSink};
 use deadbolt_sidecar::database::upstream::{Passwords, UpstreamConfig, UpstreamTls};
 use deadbolt_sidecar::gate::Gate;
@@ -19,38 +18,22 @@ use deadbolt_sidecar::identity::Authenticator;
 use deadbolt_sidecar::metrics::Metrics;
 use deadbolt_sidecar::mysql::MysqlProxy;
 use deadbolt_sidecar::view::Enforcer;
-use futures::future::BoxFuture;
+use deadbolt_testkit::FakeTokens;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
 use super::mariadb::Mariadb;
 use super::operator::Operator;
 
-/// The bearer token the fake TokenReview accepts for `user`.
-pub fn token_for(user: &str) -> String {
-    format!("token-of-{user}")
-}
+/// The bearer token the fake TokenReview knows: it belongs to `tom`, in
+/// [`super::operator::ENGINEERS`].
+pub const TOM_TOKEN: &str = "token-of-tom";
 
-/// A TokenReview stand-in: `token-of-<user>` is `<user>`, anything else is rejected.
-struct FakeTokenReview;
-
-impl TokenChecker for FakeTokenReview {
-    fn check<'a>(
-        &'a self,
-        token: &'a str,
-        _source: Option<std::net::IpAddr>,
-    ) -> BoxFuture<'a, Result<TokenUser, TokenError>> {
-        Box::pin(async move {
-            match token.strip_prefix("token-of-") {
-                Some(user) if !user.is_empty() => Ok(TokenUser {
-                    username: user.to_string(),
-                    groups: vec![super::operator::ENGINEERS.into()],
-                    ..Default::default()
-                }),
-                _ => Err(TokenError::Rejected("the token is not valid".into())),
-            }
-        })
-    }
+/// The fake TokenReview: [`TOM_TOKEN`] is `tom`, anything else is rejected.
+fn token_review() -> FakeTokens {
+    let tokens = FakeTokens::rejecting_unknown_with("the token is not valid");
+    tokens.add(TOM_TOKEN, "tom", &[super::operator::ENGINEERS]);
+    tokens
 }
 
 /// A running proxy.
@@ -105,7 +88,7 @@ impl Proxy {
                 audit: audit_sink,
                 metrics: Arc::new(Metrics::new()),
             },
-            Authenticator::new(Some(Arc::new(FakeTokenReview))),
+            Authenticator::new(Some(token_review().checker())),
             tls_config,
             UpstreamConfig {
                 address: mariadb.address(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadbolt_api::protocol::{ClusterConfig, ObjectKey, RoleRecord, ViewObject};
-use deadbolt_api::resources::{AccessRoleSpec, LockTargetSpec, LockingMode, RoleConditions};
+use deadbolt_api::resources::{LockTargetSpec, LockingMode};
 use deadbolt_operator::admin::{Metrics, Readiness};
 use deadbolt_operator::auth::Authenticator;
 use deadbolt_operator::ca::{DeadboltCa, IssuedCert};
@@ -27,28 +27,12 @@ use tokio::task::JoinHandle;
 
 /// Targets for [`Operator::lock`], where the suites and benches import them.
 #[allow(unused_imports)]
+pub use deadbolt_testkit::role::any_database_role;
 pub use deadbolt_testkit::target;
 
 /// The group whose members the test operator's `db-all` role lets reach any
 /// database user and database on any proxy ([`super::proxy::user`] puts users in it).
 pub const ENGINEERS: &str = "engineers";
-
-/// A role for `group`: any database user and database on any proxy.
-pub fn any_database_role(name: &str, group: &str) -> RoleRecord {
-    RoleRecord {
-        name: name.into(),
-        spec: AccessRoleSpec {
-            allow: RoleConditions {
-                db_users: vec!["*".into()],
-                db_names: vec!["*".into()],
-                db_labels: [("*".to_string(), vec!["*".to_string()])].into(),
-                ..Default::default()
-            },
-            groups: vec![group.into()],
-            ..Default::default()
-        },
-    }
-}
 
 /// A running lock-view server.
 pub struct Operator {
