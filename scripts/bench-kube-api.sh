@@ -3,7 +3,9 @@
 # h2load GETs one ConfigMap with one ServiceAccount token, straight to the API
 # server and through deadbolt-sidecar kube (--token-review, the same identity
 # impersonated upstream). Prints req/s, p50 and p99 of each path and their
-# ratios, and the proxy's CPU seconds per 1,000 requests and RSS from /proc.
+# ratios, and the proxy's CPU seconds per 1,000 requests and RSS from /proc;
+# when the API server and etcd run on this machine, also their CPU per 1,000
+# requests on each path.
 #
 # The cluster is the one KUBECONFIG names, or else a private kube-apiserver
 # started from ../shared/k8s (the CI kit) and stopped at the end. h2load
@@ -13,6 +15,8 @@
 #   CLIENTS="8" REQUESTS=5000 ./scripts/bench-kube-api.sh
 #   PROFILE=1 ./scripts/bench-kube-api.sh          # also `perf record` the proxy (perf.data in target/)
 #   DEADBOLT_WORKER_THREADS=1 ./scripts/bench-kube-api.sh   # the proxy on one worker thread
+#   UPSTREAM_AUTH=kubeconfig ./scripts/bench-kube-api.sh    # the proxy forwards with KUBECONFIG's own
+#                                                           # credentials, not a ServiceAccount token
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +40,10 @@ kit_state=""
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  if [ -n "${ns:-}" ]; then kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true; fi
+  if [ -n "${ns:-}" ]; then
+    kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
+    kubectl delete clusterrole,clusterrolebinding "$ns-proxy" --ignore-not-found >/dev/null 2>&1 || true
+  fi
   if [ -n "$kit_state" ]; then
     bash "$repo/../shared/k8s/down.sh" "$kit_state" >/dev/null 2>&1 || true
     rm -rf "$kit_state"
@@ -65,8 +72,43 @@ kubectl -n "$ns" create configmap settings --from-literal=a=1 >/dev/null
 token=$(kubectl -n "$ns" create token bench --duration=1h)
 path="/api/v1/namespaces/$ns/configmaps/settings"
 
-# The lock view from a standalone operator (the proxy's upstream is the real
-# API server, with the admin kubeconfig's credentials).
+# The proxy's upstream credentials: by default, as the Helm chart deploys it,
+# a ServiceAccount token with the chart's kube-proxy ClusterRole (impersonate,
+# create TokenReviews); with UPSTREAM_AUTH=kubeconfig, KUBECONFIG's own.
+upstream_kubeconfig=$KUBECONFIG
+if [ "${UPSTREAM_AUTH:-token}" = token ]; then
+  kubectl -n "$ns" create serviceaccount deadbolt-kube-proxy >/dev/null
+  kubectl apply -f - >/dev/null <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: $ns-proxy}
+rules:
+  - apiGroups: [""]
+    resources: [users, groups, serviceaccounts]
+    verbs: [impersonate]
+  - apiGroups: [authentication.k8s.io]
+    resources: [userextras/deadbolt.dev/session-id, userextras/deadbolt.dev/mfa-device,
+                userextras/deadbolt.dev/device, userextras/deadbolt.dev/access-request]
+    verbs: [impersonate]
+  - apiGroups: [authentication.k8s.io]
+    resources: [tokenreviews]
+    verbs: [create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: $ns-proxy}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: $ns-proxy}
+subjects: [{kind: ServiceAccount, name: deadbolt-kube-proxy, namespace: $ns}]
+EOF
+  upstream_kubeconfig=$work/upstream.kubeconfig
+  kubectl config view --minify --raw -o json | python3 -c '
+import json, sys
+config = json.load(sys.stdin)
+config["users"][0]["user"] = {"token": sys.argv[1]}
+json.dump(config, sys.stdout)' "$(kubectl -n "$ns" create token deadbolt-kube-proxy --duration=1h)" >"$upstream_kubeconfig"
+fi
+
+# The lock view from a standalone operator.
 mkdir -p "$work/ca" "$work/manifests"
 ca() { "$bin/deadbolt-ca" --ca-dir "$work/ca" "$@" >/dev/null; }
 ca init
@@ -80,7 +122,7 @@ pids+=($!)
 "$bin/deadbolt-sidecar" kube --listen "127.0.0.1:$proxy_port" --server-id bench-kube \
   --tls-cert "$work/serving.crt" --tls-key "$work/serving.key" --ca "$work/ca/ca.crt" \
   --view-url "https://localhost:$op_port" --view-cert "$work/view.crt" --view-key "$work/view.key" \
-  --upstream-kubeconfig "$KUBECONFIG" --token-review \
+  --upstream-kubeconfig "$upstream_kubeconfig" --token-review \
   --metrics-listen "127.0.0.1:$metrics_port" --audit-log /dev/null --log-level warn >"$work/sidecar.log" 2>&1 &
 proxy_pid=$!
 pids+=("$proxy_pid")
@@ -91,6 +133,13 @@ code=$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token"
 hz=$(getconf CLK_TCK)
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# The API server's and etcd's CPU, when they run here (the kit, or a local cluster).
+server_pids=$(pgrep -x kube-apiserver; pgrep -x etcd) || true
+server_ticks() {
+  local total=0 pid
+  for pid in $server_pids; do total=$((total + $(ticks "$pid"))); done
+  echo "$total"
+}
 
 # bench URL CLIENTS -> "req/s p50_ms p99_ms"
 bench() {
@@ -106,12 +155,16 @@ bench() {
 }
 
 echo "h2load GET $path, $requests requests per run, one ServiceAccount token, $(nproc) cores"
-echo "API server $server (direct) and deadbolt-sidecar kube on 127.0.0.1:$proxy_port (--token-review)"
-printf '%8s %11s %11s %8s %10s %10s %10s %10s %9s %14s %9s\n' \
-  clients direct-rps proxy-rps ratio "p50-direct" "p50-proxy" "p99-direct" "p99-proxy" "p50-added" "proxy-cpu/1k" proxy-rss
+echo "API server $server (direct) and deadbolt-sidecar kube on 127.0.0.1:$proxy_port (--token-review, upstream credentials: ${UPSTREAM_AUTH:-token})"
+printf '%8s %11s %11s %8s %10s %10s %10s %10s %9s %14s %9s %17s\n' \
+  clients direct-rps proxy-rps ratio "p50-direct" "p50-proxy" "p99-direct" "p99-proxy" "p50-added" "proxy-cpu/1k" proxy-rss \
+  "server-cpu/1k"
 bench "https://127.0.0.1:$proxy_port$path" 4 >/dev/null # warm the connections and the token cache
 for n in $clients; do
+  server_before=$(server_ticks)
   read -r d_rps d_p50 d_p99 < <(bench "$server$path" "$n")
+  server_direct=$(($(server_ticks) - server_before))
+  server_before=$(server_ticks)
   before=$(ticks "$proxy_pid")
   if [ -n "${PROFILE:-}" ]; then
     perf record -g -o "$repo/target/perf-kube-proxy-$n.data" -p "$proxy_pid" >/dev/null 2>&1 &
@@ -120,9 +173,13 @@ for n in $clients; do
   fi
   read -r p_rps p_p50 p_p99 < <(bench "https://127.0.0.1:$proxy_port$path" "$n")
   after=$(ticks "$proxy_pid")
+  server_proxied=$(($(server_ticks) - server_before))
   if [ -n "${PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
   awk -v n="$n" -v dr="$d_rps" -v pr="$p_rps" -v d50="$d_p50" -v p50="$p_p50" -v d99="$d_p99" -v p99="$p_p99" \
       -v cpu=$((after - before)) -v hz="$hz" -v req="$requests" -v rss="$(rss_kib "$proxy_pid")" \
-    'BEGIN { printf "%8d %11.0f %11.0f %8.2f %8.2fms %8.2fms %8.2fms %8.2fms %7.2fms %12.3fs %7.1fMiB\n",
-             n, dr, pr, pr / dr, d50, p50, d99, p99, p50 - d50, 1000 * cpu / hz / req, rss / 1024 }'
+      -v sd="$server_direct" -v sp="$server_proxied" -v local_server="${server_pids:+1}" \
+    'BEGIN { printf "%8d %11.0f %11.0f %8.2f %8.2fms %8.2fms %8.2fms %8.2fms %7.2fms %12.3fs %7.1fMiB",
+             n, dr, pr, pr / dr, d50, p50, d99, p99, p50 - d50, 1000 * cpu / hz / req, rss / 1024
+             if (local_server) printf " %6.3fs → %6.3fs", 1000 * sd / hz / req, 1000 * sp / hz / req
+             printf "\n" }'
 done

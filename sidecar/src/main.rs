@@ -15,10 +15,17 @@ fn main() -> ExitCode {
         eprintln!("deadbolt-sidecar: {error}");
         return ExitCode::FAILURE;
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = common.worker_threads {
-        runtime.worker_threads(usize::from(threads));
-    }
+    // One thread is a current-thread runtime: it polls its sockets itself, so
+    // a request costs no wake-ups of an I/O driver or of other workers.
+    let mut runtime = match common.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            runtime.worker_threads(usize::from(threads));
+            runtime
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

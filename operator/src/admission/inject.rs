@@ -215,6 +215,10 @@ fn container(
         format!("--view-token-file={TOKEN_DIR}/token"),
         format!("--metrics-listen=0.0.0.0:{METRICS_PORT}"),
         "--log-format=json".to_string(),
+        // The sidecar shares the pod's CPU with the database: one thread, a
+        // current-thread runtime, spends less CPU per query and per cut
+        // session than one per core, and cuts as fast (docs/decisions.md).
+        "--worker-threads=1".to_string(),
     ];
     if passwords {
         args.push(format!("--upstream-password-file={PASSWORD_DIR}/passwords"));
@@ -314,6 +318,7 @@ mod tests {
         assert!(args.contains(&"--upstream=127.0.0.1:5432"));
         assert!(args.contains(&"--upstream-password-file=/var/run/deadbolt/passwords/passwords"));
         assert!(!args.contains(&"--token-review"));
+        assert!(args.contains(&"--worker-threads=1"));
         assert_eq!(sidecar["env"][1]["value"], "app=orders,env=prod");
         assert_eq!(sidecar["securityContext"]["runAsNonRoot"], true);
         assert_eq!(value["metadata"]["labels"][PROXY_LABEL], "true");
