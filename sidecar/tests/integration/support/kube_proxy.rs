@@ -3,43 +3,33 @@
 //! user certificate or a bearer token); and the real `kubectl` to drive it.
 
 use std::io::Read;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadbolt_api::credential::CertIdentity;
-use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
-use deadbolt_sidecar::audit::{AuditBuffer, AuditSink};
-use deadbolt_sidecar::gate::Gate;
 use deadbolt_sidecar::identity::Authenticator;
 use deadbolt_sidecar::kube::{self, KubeProxy};
-use deadbolt_sidecar::metrics::Metrics;
-use deadbolt_sidecar::view::Enforcer;
 pub use deadbolt_testkit::FakeTokens;
 use deadbolt_testkit::poll;
-use tempfile::TempDir;
-use tokio::net::TcpListener;
 
+use super::PATIENCE;
 use super::kube_upstream::{FakeApiServer, NAMESPACE};
 use super::operator::Operator;
-use super::{PATIENCE, eventually};
+use super::parts::{ProxyParts, ServedProxy};
 
-/// A running kube proxy.
+/// A running kube proxy; what every harness has comes from [`ServedProxy`].
 pub struct KubeProxyHarness {
-    /// Where clients connect.
-    pub addr: SocketAddr,
-    /// Its lock view.
-    pub view: Arc<Enforcer>,
-    /// Its audit events.
-    pub audit: AuditBuffer,
-    /// Its metrics.
-    pub metrics: Arc<Metrics>,
-    /// Files for clients: `ca.crt`, certificates, kubeconfigs, kubectl's cache.
-    pub files: TempDir,
-    ca: Arc<deadbolt_operator::ca::DeadboltCa>,
-    trigger: ShutdownTrigger,
+    served: ServedProxy,
+}
+
+impl std::ops::Deref for KubeProxyHarness {
+    type Target = ServedProxy;
+
+    fn deref(&self) -> &ServedProxy {
+        &self.served
+    }
 }
 
 impl KubeProxyHarness {
@@ -63,69 +53,19 @@ impl KubeProxyHarness {
         tokens: &FakeTokens,
         labels: &[(&str, &str)],
     ) -> Self {
-        let view = operator.subscribed_view_labelled(server_id, labels);
-
-        let files = tempfile::tempdir().unwrap();
-        std::fs::write(files.path().join("ca.crt"), operator.ca_pem()).unwrap();
-        let tls_config = operator.proxy_tls(&kube::ALPN);
-        let (audit_sink, audit) = AuditSink::memory();
-        let metrics = Arc::new(Metrics::new());
-        let config = upstream.kube_config(files.path()).await;
+        let parts = ProxyParts::new(operator, server_id, labels);
+        let config = upstream.kube_config(parts.files.path()).await;
         let proxy = Arc::new(KubeProxy {
-            gate: Gate {
-                view: view.clone(),
-                audit: audit_sink,
-                metrics: metrics.clone(),
-            },
+            gate: parts.gate(),
             authenticator: Authenticator::new(Some(tokens.checker())),
-            tls: tls_config,
+            tls: operator.proxy_tls(&kube::ALPN),
             upstream: kube::upstream::Upstream::from_kube_config(&config).unwrap(),
         });
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (trigger, shutdown): (ShutdownTrigger, Shutdown) = Shutdown::new();
-        tokio::spawn(proxy.serve(listener, shutdown));
-
-        let started = Self {
-            addr,
-            view,
-            audit,
-            metrics,
-            files,
-            ca: operator.ca.clone(),
-            trigger,
-        };
-        eventually("the first snapshot", || started.view.is_ready()).await;
-        started
-    }
-
-    /// Waits until the proxy has applied everything the operator's view holds.
-    pub async fn catch_up(&self, operator: &Operator) {
-        let revision = operator.store.revision();
-        eventually("the proxy to catch up", || {
-            self.view
-                .revision()
-                .is_some_and(|applied| applied >= revision)
-        })
-        .await;
-    }
-
-    /// The Deadbolt CA, PEM, as clients trust it.
-    pub fn ca_path(&self) -> PathBuf {
-        self.files.path().join("ca.crt")
-    }
-
-    /// A user certificate for `identity`: (cert, key) paths.
-    pub fn user_cert(&self, identity: &CertIdentity) -> (PathBuf, PathBuf) {
-        let issued = self
-            .ca
-            .issue_user_cert(identity, Duration::from_secs(3600))
-            .unwrap();
-        let cert = self.files.path().join(format!("{}.crt", identity.user));
-        let key = self.files.path().join(format!("{}.key", identity.user));
-        std::fs::write(&cert, &issued.cert_pem).unwrap();
-        std::fs::write(&key, &issued.key_pem).unwrap();
-        (cert, key)
+        Self {
+            served: parts
+                .serve(|listener, shutdown| proxy.serve(listener, shutdown))
+                .await,
+        }
     }
 
     /// A kubeconfig for this proxy whose user is `user` (kubeconfig YAML, indented four spaces).
@@ -219,11 +159,6 @@ impl KubeProxyHarness {
             audit: self.audit.sink(),
         }
         .render_metrics()
-    }
-
-    /// Stops accepting connections.
-    pub fn stop(&self) {
-        self.trigger.trigger();
     }
 }
 

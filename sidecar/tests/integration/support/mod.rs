@@ -12,6 +12,7 @@ pub mod mariadb;
 pub mod mfa;
 pub mod mysql_proxy;
 pub mod operator;
+pub mod parts;
 pub mod proxy;
 pub mod proxy_process;
 

@@ -3,27 +3,18 @@
 //! tokens a fake TokenReview accepts), and the clients: the real `mysql`
 //! and `mysql_async`.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::Duration;
 
 use deadbolt_api::credential::CertIdentity;
-use deadbolt_runtime::shutdown::{Shutdown, ShutdownTrigger};
-use deadbolt_sidecar::audit::{AuditBuffer, AuditSink};
 use deadbolt_sidecar::database::upstream::{Passwords, UpstreamConfig, UpstreamTls};
-use deadbolt_sidecar::gate::Gate;
 use deadbolt_sidecar::identity::Authenticator;
-use deadbolt_sidecar::metrics::Metrics;
 use deadbolt_sidecar::mysql::MysqlProxy;
-use deadbolt_sidecar::view::Enforcer;
 use deadbolt_testkit::FakeTokens;
-use tempfile::TempDir;
-use tokio::net::TcpListener;
 
 use super::mariadb::Mariadb;
 use super::operator::Operator;
+use super::parts::{ProxyParts, ServedProxy};
 
 /// The bearer token the fake TokenReview knows: it belongs to `tom`, in
 /// [`super::operator::ENGINEERS`].
@@ -36,20 +27,19 @@ fn token_review() -> FakeTokens {
     tokens
 }
 
-/// A running proxy.
+/// A running proxy; what every harness has comes from [`ServedProxy`].
 pub struct Proxy {
-    /// Where clients connect.
-    pub addr: SocketAddr,
-    /// Its lock view.
-    pub view: Arc<Enforcer>,
-    /// Its audit events.
-    pub audit: AuditBuffer,
-    /// Files for clients: `ca.crt`, and `<user>.crt`/`<user>.key`.
-    pub files: TempDir,
     /// The proxy itself.
     pub proxy: Arc<MysqlProxy>,
-    ca: Arc<deadbolt_operator::ca::DeadboltCa>,
-    trigger: ShutdownTrigger,
+    served: ServedProxy,
+}
+
+impl std::ops::Deref for Proxy {
+    type Target = ServedProxy;
+
+    fn deref(&self) -> &ServedProxy {
+        &self.served
+    }
 }
 
 impl Proxy {
@@ -78,18 +68,11 @@ impl Proxy {
         upstream_tls: Option<UpstreamTls>,
         labels: &[(&str, &str)],
     ) -> Self {
-        let view = operator.subscribed_view_labelled(server_id, labels);
-
-        let tls_config = operator.proxy_tls(&[]);
-        let (audit_sink, audit) = AuditSink::memory();
+        let parts = ProxyParts::new(operator, server_id, labels);
         let proxy = Arc::new(MysqlProxy::new(
-            Gate {
-                view: view.clone(),
-                audit: audit_sink,
-                metrics: Arc::new(Metrics::new()),
-            },
+            parts.gate(),
             Authenticator::new(Some(token_review().checker())),
-            tls_config,
+            operator.proxy_tls(&[]),
             UpstreamConfig {
                 address: mariadb.address(),
                 tls: upstream_tls,
@@ -97,45 +80,18 @@ impl Proxy {
             },
             false,
         ));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (trigger, shutdown): (ShutdownTrigger, Shutdown) = Shutdown::new();
-        tokio::spawn(proxy.clone().serve(listener, shutdown));
-
-        let files = tempfile::tempdir().unwrap();
-        std::fs::write(files.path().join("ca.crt"), operator.ca_pem()).unwrap();
+        let serving = proxy.clone();
         let started = Self {
-            addr,
-            view,
-            audit,
-            files,
+            served: parts
+                .serve(|listener, shutdown| serving.serve(listener, shutdown))
+                .await,
             proxy,
-            ca: operator.ca.clone(),
-            trigger,
         };
-        super::eventually("the first snapshot", || started.view.is_ready()).await;
         super::eventually("the upstream's greeting", || {
             started.proxy.upstream_profile().is_some()
         })
         .await;
         started
-    }
-
-    /// Writes a user certificate for `identity` and returns (cert, key) paths.
-    pub fn user_cert(&self, identity: &CertIdentity) -> (PathBuf, PathBuf) {
-        let issued = self
-            .ca
-            .issue_user_cert(identity, Duration::from_secs(3600))
-            .unwrap();
-        let cert = self.files.path().join(format!("{}.crt", identity.user));
-        let key = self.files.path().join(format!("{}.key", identity.user));
-        std::fs::write(&cert, &issued.cert_pem).unwrap();
-        std::fs::write(&key, &issued.key_pem).unwrap();
-        (cert, key)
-    }
-
-    fn ca_file(&self) -> PathBuf {
-        self.files.path().join("ca.crt")
     }
 
     /// Arguments for the real `mysql` client: TLS verifying the proxy,
@@ -185,7 +141,7 @@ impl Proxy {
             format!("--port={}", self.addr.port()),
             format!("--user={login}"),
             format!("--database={login}"),
-            format!("--ssl-ca={}", self.ca_file().display()),
+            format!("--ssl-ca={}", self.ca_path().display()),
             "--ssl-verify-server-cert".to_string(),
             "--connect-timeout=10".to_string(),
             "--batch".to_string(),
@@ -211,7 +167,7 @@ impl Proxy {
     ) -> mysql_async::Result<mysql_async::Conn> {
         let (cert, key) = self.user_cert(identity);
         let ssl = mysql_async::SslOpts::default()
-            .with_root_certs(vec![self.ca_file().into()])
+            .with_root_certs(vec![self.ca_path().into()])
             .with_client_identity(Some(mysql_async::ClientIdentity::new(
                 cert.into(),
                 key.into(),
@@ -224,22 +180,6 @@ impl Proxy {
             .db_name(Some(login))
             .ssl_opts(Some(ssl));
         mysql_async::Conn::new(opts).await
-    }
-
-    /// Waits until the proxy has applied everything the operator's view holds.
-    pub async fn catch_up(&self, operator: &Operator) {
-        let revision = operator.store.revision();
-        super::eventually("the proxy to catch up", || {
-            self.view
-                .revision()
-                .is_some_and(|applied| applied >= revision)
-        })
-        .await;
-    }
-
-    /// Stops accepting connections.
-    pub fn stop(&self) {
-        self.trigger.trigger();
     }
 }
 

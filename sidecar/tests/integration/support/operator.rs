@@ -25,9 +25,10 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// Targets for [`Operator::lock`], where the suites and benches import them.
+/// The role builder the suites and benches give [`Operator::role`].
 #[allow(unused_imports)]
 pub use deadbolt_testkit::role::any_database_role;
+/// Targets for [`Operator::lock`], where the suites and benches import them.
 pub use deadbolt_testkit::target;
 
 /// The group whose members the test operator's `db-all` role lets reach any
