@@ -5,11 +5,14 @@
 # impersonated upstream). Prints req/s, p50 and p99 of each path and their
 # ratios, and the proxy's CPU seconds per 1,000 requests and RSS from /proc;
 # when the API server and etcd run on this machine, also their CPU per 1,000
-# requests on each path.
+# requests on each path. The baseline is nghttpx, a TLS HTTP/2 reverse proxy
+# in C that checks nothing and passes the token through, on the same run:
+# what any extra hop costs here.
 #
 # The cluster is the one KUBECONFIG names, or else a private kube-apiserver
-# started from ../shared/k8s (the CI kit) and stopped at the end. h2load
-# comes from Debian's nghttp2-client, installed when missing.
+# started from ../shared/k8s (the CI kit) and stopped at the end. h2load and
+# nghttpx come from Debian's nghttp2-client and nghttp2-proxy, installed when
+# missing.
 #
 #   ./scripts/bench-kube-api.sh                    # 8 and 32 clients, 20,000 requests each
 #   CLIENTS="8" REQUESTS=5000 ./scripts/bench-kube-api.sh
@@ -29,6 +32,11 @@ if ! command -v h2load >/dev/null; then
   echo "==> installing h2load (Debian's nghttp2-client)"
   as_root apt-get install -y -qq --no-install-recommends nghttp2-client >/dev/null
 fi
+if ! command -v nghttpx >/dev/null && [ ! -x /usr/sbin/nghttpx ]; then
+  echo "==> installing nghttpx (Debian's nghttp2-proxy), the baseline proxy"
+  as_root apt-get install -y -qq --no-install-recommends nghttp2-proxy >/dev/null
+fi
+nghttpx=$(command -v nghttpx || echo /usr/sbin/nghttpx)
 command -v kubectl >/dev/null || "$repo/scripts/install-tools.sh"
 
 (cd "$repo" && cargo build -q --release -p deadbolt-operator -p deadbolt-sidecar --bins)
@@ -130,6 +138,33 @@ wait_for curl -sf "http://127.0.0.1:$metrics_port/readyz"
 code=$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "https://127.0.0.1:$proxy_port$path")
 [ "$code" = 200 ] || { echo "the proxy answered $code for $path" >&2; cat "$work/sidecar.log" >&2; exit 1; }
 
+# The baseline proxy in front of the same API server, verifying it with the
+# kubeconfig's CA (skipped when the kubeconfig names none). The name checked
+# is the server's host, or localhost for a loopback address (nghttpx matches
+# only DNS names).
+server_host=$(sed -E 's#^https://(\[[^]]*\]|[^:/]+).*#\1#' <<<"$server")
+server_port=$(sed -nE 's#^https://[^/]*:([0-9]+).*#\1#p' <<<"$server")
+server_port=${server_port:-443}
+kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' |
+  base64 -d >"$work/server-ca.crt" 2>/dev/null || true
+if [ ! -s "$work/server-ca.crt" ]; then
+  ca_file=$(kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority}')
+  if [ -n "$ca_file" ]; then cp "$ca_file" "$work/server-ca.crt"; fi
+fi
+baseline_pid=""
+if [ -s "$work/server-ca.crt" ]; then
+  sni=$server_host
+  case $sni in 127.* | ::1 | "[::1]") sni=localhost ;; esac
+  baseline_port=$(free_port)
+  "$nghttpx" --conf=/dev/null --single-process --no-ocsp --no-via \
+    -b "$server_host,$server_port;;tls;sni=$sni;proto=h2" -f "127.0.0.1,$baseline_port" \
+    --cacert="$work/server-ca.crt" "$work/serving.key" "$work/serving.crt" \
+    --errorlog-file="$work/nghttpx.log" --accesslog-file=/dev/null &
+  baseline_pid=$!
+  pids+=("$baseline_pid")
+  wait_for curl -sfk -o /dev/null -H "Authorization: Bearer $token" "https://127.0.0.1:$baseline_port$path"
+fi
+
 hz=$(getconf CLK_TCK)
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
@@ -156,6 +191,9 @@ bench() {
 
 echo "h2load GET $path, $requests requests per run, one ServiceAccount token, $(nproc) cores"
 echo "API server $server (direct) and deadbolt-sidecar kube on 127.0.0.1:$proxy_port (--token-review, upstream credentials: ${UPSTREAM_AUTH:-token})"
+if [ -n "$baseline_pid" ]; then
+  echo "baseline: nghttpx on 127.0.0.1:$baseline_port (one thread, TLS both sides, no checks); printed below each row"
+fi
 printf '%8s %11s %11s %8s %10s %10s %10s %10s %9s %14s %9s %17s\n' \
   clients direct-rps proxy-rps ratio "p50-direct" "p50-proxy" "p99-direct" "p99-proxy" "p50-added" "proxy-cpu/1k" proxy-rss \
   "server-cpu/1k"
@@ -175,6 +213,11 @@ for n in $clients; do
   after=$(ticks "$proxy_pid")
   server_proxied=$(($(server_ticks) - server_before))
   if [ -n "${PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+  if [ -n "$baseline_pid" ]; then
+    b_before=$(ticks "$baseline_pid")
+    read -r b_rps b_p50 _ < <(bench "https://127.0.0.1:$baseline_port$path" "$n")
+    b_cpu=$(($(ticks "$baseline_pid") - b_before))
+  fi
   awk -v n="$n" -v dr="$d_rps" -v pr="$p_rps" -v d50="$d_p50" -v p50="$p_p50" -v d99="$d_p99" -v p99="$p_p99" \
       -v cpu=$((after - before)) -v hz="$hz" -v req="$requests" -v rss="$(rss_kib "$proxy_pid")" \
       -v sd="$server_direct" -v sp="$server_proxied" -v local_server="${server_pids:+1}" \
@@ -182,4 +225,10 @@ for n in $clients; do
              n, dr, pr, pr / dr, d50, p50, d99, p99, p50 - d50, 1000 * cpu / hz / req, rss / 1024
              if (local_server) printf " %6.3fs → %6.3fs", 1000 * sd / hz / req, 1000 * sp / hz / req
              printf "\n" }'
+  if [ -n "$baseline_pid" ]; then
+    awk -v dr="$d_rps" -v pr="$p_rps" -v br="$b_rps" -v d50="$d_p50" -v b50="$b_p50" \
+        -v cpu="$b_cpu" -v hz="$hz" -v req="$requests" \
+      'BEGIN { printf "%8s %11s %11.0f %8.2f %10s %8.2fms %10s %10s %7.2fms %12.3fs   deadbolt/nghttpx %.2f\n",
+               "nghttpx", "", br, br / dr, "", b50, "", "", b50 - d50, 1000 * cpu / hz / req, pr / br }'
+  fi
 done

@@ -95,10 +95,9 @@ pub struct CommonArgs {
     /// Accept clients that do not ask for TLS. Insecure; for local experiments only.
     #[arg(long, env = "DEADBOLT_ALLOW_PLAINTEXT")]
     pub allow_plaintext: bool,
-    /// Threads that run the proxy (default: one per core). `1` is a
-    /// current-thread runtime, which wakes no other thread per request: a
-    /// sidecar that shares its cores with the server behind it spends less
-    /// CPU per request and per cut session with it (README, Performance).
+    /// Threads that serve clients (default: one per core this process may
+    /// use). Each is a runtime of its own with its own listener on
+    /// `--listen`, and a connection stays on the thread that accepted it.
     #[arg(long, env = "DEADBOLT_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_threads: Option<u16>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (plain HTTP).

@@ -3,7 +3,8 @@
 //! sessions. The protocol adapters are thin; what they share lives in
 //! [`view`] (the lock view and its client), [`session`] (the registry a new
 //! lock consults), [`gate`] (admission, audit, metrics), [`database`] (the
-//! one session driver of the database proxies) and [`identity`].
+//! one session driver of the database proxies), [`identity`] and
+//! [`workers`] (the threads a proxy serves on).
 
 //!
 //! Each proxy is a cargo feature (`postgres`, `mysql`, `kube`; all on by
@@ -27,5 +28,6 @@ pub mod postgres;
 pub mod run;
 pub mod session;
 pub mod view;
+pub mod workers;
 
 pub use args::Cli;

@@ -15,17 +15,9 @@ fn main() -> ExitCode {
         eprintln!("deadbolt-sidecar: {error}");
         return ExitCode::FAILURE;
     }
-    // One thread is a current-thread runtime: it polls its sockets itself, so
-    // a request costs no wake-ups of an I/O driver or of other workers.
-    let mut runtime = match common.worker_threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(threads) => {
-            let mut runtime = tokio::runtime::Builder::new_multi_thread();
-            runtime.worker_threads(usize::from(threads));
-            runtime
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
+    // The main thread is the first worker; the others get runtimes of
+    // their own (deadbolt_sidecar::workers).
+    let mut runtime = tokio::runtime::Builder::new_current_thread();
     let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

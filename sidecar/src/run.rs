@@ -2,7 +2,6 @@
 //! staleness watchdog, the operations listener, authentication, and the
 //! protocol adapter; then runs until SIGTERM or SIGINT.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +30,7 @@ use crate::mysql::MysqlProxy;
 use crate::postgres::{self, CancelKeys, PostgresProxy};
 use crate::session::SessionRegistry;
 use crate::view::{Enforcer, ViewClient, ViewClientConfig, ViewCredentials, staleness_watchdog};
+use crate::workers::{self, Serve, Workers};
 
 /// How often the watchdog checks the view's freshness.
 const STALENESS_CHECK: Duration = Duration::from_millis(100);
@@ -172,36 +172,34 @@ impl DatabaseArgs {
     }
 }
 
-/// Binds the proxy's client listener.
-async fn listen(common: &CommonArgs) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(common.listen)
-        .await
-        .with_context(|| format!("cannot listen on --listen {}", common.listen))
-}
-
-/// Runs `serving` until SIGTERM or SIGINT, then stops it gracefully.
-async fn until_signal(
+/// Serves on `--worker-threads` workers ([`workers`]) until SIGTERM or
+/// SIGINT, then stops them gracefully.
+async fn serve_until_signal(
     started: Started,
-    serving: impl Future<Output = ()> + Send + 'static,
+    common: &CommonArgs,
+    serve: Serve,
 ) -> anyhow::Result<()> {
-    let serving = tokio::spawn(serving);
+    let count = workers::count(common.worker_threads);
+    let (listener, workers) = Workers::start(common.listen, count, &serve, &started.shutdown)?;
+    tracing::info!(workers = count, "serving");
+    let serving = tokio::spawn(serve(listener, started.shutdown.clone()));
     let signal = shutdown::signal().await?;
     tracing::info!(signal, "stopping");
     started.trigger.trigger();
     let _ = serving.await;
+    let _ = tokio::task::spawn_blocking(move || workers.join()).await;
     let audit = started.gate.audit.clone();
     let _ = tokio::task::spawn_blocking(move || audit.flush()).await;
     Ok(())
 }
 
 /// What a database proxy starts with: what every proxy shares, the TLS it
-/// serves clients, its upstream, and its listener.
+/// serves clients, and its upstream.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 struct DatabaseStart {
     started: Started,
     tls: Arc<rustls::ServerConfig>,
     upstream: UpstreamConfig,
-    listener: TcpListener,
 }
 
 /// Starts a database proxy for `protocol` (offering `alpn` in TLS).
@@ -218,14 +216,12 @@ async fn start_database(
         alpn,
     )?;
     let upstream = args.upstream_config()?;
-    let listener = listen(&args.common).await?;
     tracing::info!(protocol, listen = %args.common.listen, upstream = %args.upstream,
         server_id = %args.common.server_id, "deadbolt-sidecar started");
     Ok(DatabaseStart {
         started,
         tls,
         upstream,
-        listener,
     })
 }
 
@@ -235,7 +231,6 @@ async fn run_postgres(args: DatabaseArgs) -> anyhow::Result<()> {
         started,
         tls,
         upstream,
-        listener,
     } = start_database(&args, "postgres", &[postgres::ALPN_POSTGRESQL]).await?;
     let proxy = Arc::new(PostgresProxy {
         gate: started.gate.clone(),
@@ -245,8 +240,11 @@ async fn run_postgres(args: DatabaseArgs) -> anyhow::Result<()> {
         allow_plaintext: args.common.allow_plaintext,
         cancel_keys: CancelKeys::default(),
     });
-    let shutdown = started.shutdown.clone();
-    until_signal(started, proxy.serve(listener, shutdown)).await
+    // The workers share one proxy: a cancel request may reach another worker
+    // than the session it cancels.
+    let serve: Serve =
+        Arc::new(move |listener, shutdown| Box::pin(proxy.clone().serve(listener, shutdown)));
+    serve_until_signal(started, &args.common, serve).await
 }
 
 #[cfg(feature = "mysql")]
@@ -255,7 +253,6 @@ async fn run_mysql(args: DatabaseArgs) -> anyhow::Result<()> {
         started,
         tls,
         upstream,
-        listener,
     } = start_database(&args, "mysql", &[]).await?;
     let proxy = Arc::new(MysqlProxy::new(
         started.gate.clone(),
@@ -264,8 +261,9 @@ async fn run_mysql(args: DatabaseArgs) -> anyhow::Result<()> {
         upstream,
         args.common.allow_plaintext,
     ));
-    let shutdown = started.shutdown.clone();
-    until_signal(started, proxy.serve(listener, shutdown)).await
+    let serve: Serve =
+        Arc::new(move |listener, shutdown| Box::pin(proxy.clone().serve(listener, shutdown)));
+    serve_until_signal(started, &args.common, serve).await
 }
 
 #[cfg(feature = "kube")]
@@ -294,18 +292,21 @@ async fn run_kube(args: KubeArgs) -> anyhow::Result<()> {
         &crate::kube::ALPN,
     )?;
     let upstream = crate::kube::upstream::Upstream::from_kube_config(&config)?;
-    let listener = listen(&args.common).await?;
     tracing::info!(listen = %args.common.listen, upstream = %upstream.endpoint(),
         server_id = %args.common.server_id, protocol = "kube", "deadbolt-sidecar started");
     if args.common.allow_plaintext {
         tracing::warn!("--allow-plaintext has no effect on the kube proxy: it always serves TLS");
     }
-    let proxy = Arc::new(crate::kube::KubeProxy {
-        gate: started.gate.clone(),
-        authenticator: started.authenticator.clone(),
-        tls: tls_config,
-        upstream,
+    // Each worker has its own upstream connections, driven on its thread.
+    let (gate, authenticator) = (started.gate.clone(), started.authenticator.clone());
+    let serve: Serve = Arc::new(move |listener, shutdown| {
+        let proxy = Arc::new(crate::kube::KubeProxy {
+            gate: gate.clone(),
+            authenticator: authenticator.clone(),
+            tls: tls_config.clone(),
+            upstream: upstream.for_worker(),
+        });
+        Box::pin(proxy.serve(listener, shutdown))
     });
-    let shutdown = started.shutdown.clone();
-    until_signal(started, proxy.serve(listener, shutdown)).await
+    serve_until_signal(started, &args.common, serve).await
 }

@@ -9,7 +9,7 @@ mod pool;
 mod target;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
@@ -153,6 +153,27 @@ impl Upstream {
             connecting: tokio::sync::Mutex::default(),
             speaks_http1_only: AtomicBool::new(!https),
         })
+    }
+
+    /// The same API server and credentials with a connection pool of its
+    /// own, for another worker ([`crate::workers`]): a pooled connection is
+    /// driven on the thread that opened it, so requests do not cross threads.
+    pub fn for_worker(&self) -> Self {
+        Self {
+            scheme: self.scheme.clone(),
+            authority: self.authority.clone(),
+            base_path: self.base_path.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            server_name: self.server_name.clone(),
+            any_version: self.any_version.clone(),
+            http1_only: self.http1_only.clone(),
+            authorization: self.authorization.clone(),
+            connect_timeout: self.connect_timeout,
+            pool: std::sync::Mutex::default(),
+            connecting: tokio::sync::Mutex::default(),
+            speaks_http1_only: AtomicBool::new(self.speaks_http1_only.load(Ordering::Relaxed)),
+        }
     }
 
     /// `host:port` of the API server, for messages.
