@@ -7,7 +7,8 @@
 # and the array pids (what cleanup stops).
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { local deadline=$((SECONDS + 30)); until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || { echo "timed out: $*" >&2; exit 1; }; sleep 0.2; done; }
+wait_until() { local deadline=$((SECONDS + 30)); until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || return 1; sleep 0.2; done; }
+wait_for() { wait_until "$@" || { echo "timed out: $*" >&2; exit 1; }; }
 
 # CPU ticks of a process (all its threads) and of its reaped children.
 ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -57,5 +58,9 @@ start_deadbolt() {
     --metrics-listen "127.0.0.1:$metrics_port" --audit-log /dev/null --log-level warn >"$work/sidecar.log" 2>&1 &
   pids+=($!)
   sidecar_pid=$!
-  wait_for curl -sf "http://127.0.0.1:$metrics_port/readyz"
+  if ! wait_until curl -sf "http://127.0.0.1:$metrics_port/readyz"; then
+    echo "deadbolt-sidecar $kind did not become ready within 30 s; its log and the operator's:" >&2
+    cat "$work/sidecar.log" "$work/operator.log" >&2
+    exit 1
+  fi
 }
