@@ -215,9 +215,8 @@ fn container(
         format!("--view-token-file={TOKEN_DIR}/token"),
         format!("--metrics-listen=0.0.0.0:{METRICS_PORT}"),
         "--log-format=json".to_string(),
-        // The sidecar shares the pod's CPU with the database: one thread, a
-        // current-thread runtime, spends less CPU per query and per cut
-        // session than one per core, and cuts as fast (docs/decisions.md).
+        // The sidecar shares the pod's CPU with the database: it serves on
+        // one thread, not one per core of the node (docs/decisions.md).
         "--worker-threads=1".to_string(),
     ];
     if passwords {
