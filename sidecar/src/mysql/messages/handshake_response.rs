@@ -167,21 +167,31 @@ mod tests {
     use super::*;
     use deadbolt_testkit::Garbage;
 
-    #[test]
-    fn login_requests_decode_with_mysql_common() {
-        let attributes = vec![("_client_name".to_string(), "libmariadb".to_string())];
-        let request = LoginRequest {
+    /// A login as `app` to `shop` with a native password, as MariaDB's
+    /// client sends it, asking for `extra` capabilities too.
+    fn login<'a>(
+        extra: CapabilityFlags,
+        auth_response: &'a [u8],
+        attributes: &'a [(String, String)],
+    ) -> LoginRequest<'a> {
+        LoginRequest {
             capabilities: CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
                 | CapabilityFlags::CLIENT_CONNECT_ATTRS
-                | CapabilityFlags::CLIENT_DEPRECATE_EOF,
+                | extra,
             max_packet_size: 1 << 24,
             collation: 45,
             user: "app",
-            auth_response: &[7; 20],
+            auth_response,
             database: Some("shop"),
             auth_plugin: b"mysql_native_password",
-            attributes: &attributes,
-        };
+            attributes,
+        }
+    }
+
+    #[test]
+    fn login_requests_decode_with_mysql_common() {
+        let attributes = vec![("_client_name".to_string(), "libmariadb".to_string())];
+        let request = login(CapabilityFlags::CLIENT_DEPRECATE_EOF, &[7; 20], &attributes);
         let payload = request.encode();
         let decoded: HandshakeResponse<'_> = decode(&payload, ()).unwrap();
         assert_eq!(decoded.user(), b"app");
@@ -210,17 +220,8 @@ mod tests {
 
     #[test]
     fn every_truncation_of_a_handshake_response_is_an_error_not_a_panic() {
-        let request = LoginRequest {
-            capabilities: CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
-                | CapabilityFlags::CLIENT_CONNECT_ATTRS,
-            max_packet_size: 1 << 24,
-            collation: 45,
-            user: "app",
-            auth_response: &[7; 20],
-            database: Some("shop"),
-            auth_plugin: b"mysql_native_password",
-            attributes: &[("k".into(), "v".into())],
-        };
+        let attributes = [("k".to_string(), "v".to_string())];
+        let request = login(CapabilityFlags::empty(), &[7; 20], &attributes);
         let payload = request.encode();
         let whole: HandshakeResponse<'_> = decode(&payload, ()).unwrap();
         for end in 0..payload.len() {
@@ -256,19 +257,7 @@ mod tests {
     #[test]
     fn handshake_responses_become_hellos() {
         let attributes = vec![("_os".to_string(), "Linux".to_string())];
-        let payload = LoginRequest {
-            capabilities: CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
-                | CapabilityFlags::CLIENT_CONNECT_ATTRS
-                | CapabilityFlags::CLIENT_SSL,
-            max_packet_size: 1 << 24,
-            collation: 45,
-            user: "app",
-            auth_response: b"",
-            database: Some("shop"),
-            auth_plugin: b"mysql_native_password",
-            attributes: &attributes,
-        }
-        .encode();
+        let payload = login(CapabilityFlags::CLIENT_SSL, b"", &attributes).encode();
         let hello = parse_hello(&payload).unwrap();
         assert_eq!(hello.user, "app");
         assert_eq!(hello.database.as_deref(), Some("shop"));
