@@ -71,6 +71,8 @@ impl Workers {
         let shared = workers > 1;
         let first =
             bind(addr, shared).with_context(|| format!("cannot listen on --listen {addr}"))?;
+        // The port the first listener got, should `--listen` name port 0.
+        let addr = first.local_addr().context("the listener has no address")?;
         let mut threads = Vec::with_capacity(workers.saturating_sub(1));
         for index in 1..workers {
             let listener = bind(addr, shared)
@@ -141,12 +143,11 @@ mod tests {
 
     #[tokio::test]
     async fn workers_share_the_address_and_each_serves_its_connections() {
-        let addr: SocketAddr = format!("127.0.0.1:{}", deadbolt_testkit::free_port())
-            .parse()
-            .unwrap();
         let serve = thread_names();
         let (trigger, shutdown) = Shutdown::new();
-        let (first, workers) = Workers::start(addr, 2, &serve, &shutdown).unwrap();
+        let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (first, workers) = Workers::start(any_port, 2, &serve, &shutdown).unwrap();
+        let addr = first.local_addr().unwrap();
         let main = tokio::spawn(serve(first, shutdown.clone()));
 
         let mut names = HashSet::new();
