@@ -25,6 +25,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 clients=${CLIENTS:-"8 32"}
 requests=${REQUESTS:-20000}
+case ${UPSTREAM_AUTH:=token} in
+  token | kubeconfig) ;;
+  *) echo "UPSTREAM_AUTH is token (the default) or kubeconfig, not ${UPSTREAM_AUTH}" >&2; exit 2 ;;
+esac
 export PATH="$repo/.tools/bin:$PATH"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -37,7 +41,13 @@ if ! command -v nghttpx >/dev/null && [ ! -x /usr/sbin/nghttpx ]; then
   as_root apt-get install -y -qq --no-install-recommends nghttp2-proxy >/dev/null
 fi
 nghttpx=$(command -v nghttpx || echo /usr/sbin/nghttpx)
-command -v kubectl >/dev/null || "$repo/scripts/install-tools.sh"
+if ! command -v kubectl >/dev/null || ! command -v helm >/dev/null; then
+  "$repo/scripts/install-tools.sh"
+fi
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  echo "==> installing PyYAML (Debian's python3-yaml), to pick the chart's RBAC"
+  as_root apt-get install -y -qq --no-install-recommends python3-yaml >/dev/null
+fi
 
 (cd "$repo" && cargo build -q --release -p deadbolt-operator -p deadbolt-sidecar --bins)
 bin=$repo/target/release
@@ -50,7 +60,7 @@ cleanup() {
   wait 2>/dev/null || true
   if [ -n "${ns:-}" ]; then
     kubectl delete namespace "$ns" --wait=false >/dev/null 2>&1 || true
-    kubectl delete clusterrole,clusterrolebinding "$ns-proxy" --ignore-not-found >/dev/null 2>&1 || true
+    if [ -n "${proxy_rbac:-}" ]; then kubectl delete -f "$proxy_rbac" --ignore-not-found >/dev/null 2>&1 || true; fi
   fi
   if [ -n "$kit_state" ]; then
     bash "$repo/../shared/k8s/down.sh" "$kit_state" >/dev/null 2>&1 || true
@@ -81,39 +91,29 @@ token=$(kubectl -n "$ns" create token bench --duration=1h)
 path="/api/v1/namespaces/$ns/configmaps/settings"
 
 # The proxy's upstream credentials: by default, as the Helm chart deploys it,
-# a ServiceAccount token with the chart's kube-proxy ClusterRole (impersonate,
-# create TokenReviews); with UPSTREAM_AUTH=kubeconfig, KUBECONFIG's own.
+# a token of the chart's kube-proxy ServiceAccount with the chart's own
+# ClusterRole (rendered by helm, so the bench follows the chart, and named
+# for this run, so nothing of an installed Deadbolt is touched); with
+# UPSTREAM_AUTH=kubeconfig, KUBECONFIG's own.
 upstream_kubeconfig=$KUBECONFIG
-if [ "${UPSTREAM_AUTH:-token}" = token ]; then
-  kubectl -n "$ns" create serviceaccount deadbolt-kube-proxy >/dev/null
-  kubectl apply -f - >/dev/null <<EOF
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: $ns-proxy}
-rules:
-  - apiGroups: [""]
-    resources: [users, groups, serviceaccounts]
-    verbs: [impersonate]
-  - apiGroups: [authentication.k8s.io]
-    resources: [userextras/deadbolt.dev/session-id, userextras/deadbolt.dev/mfa-device,
-                userextras/deadbolt.dev/device, userextras/deadbolt.dev/access-request]
-    verbs: [impersonate]
-  - apiGroups: [authentication.k8s.io]
-    resources: [tokenreviews]
-    verbs: [create]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: $ns-proxy}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: $ns-proxy}
-subjects: [{kind: ServiceAccount, name: deadbolt-kube-proxy, namespace: $ns}]
-EOF
+if [ "$UPSTREAM_AUTH" = token ]; then
+  helm template "$ns" "$repo/charts/deadbolt" -n "$ns" --set kubeProxy.enabled=true --set fullnameOverride="$ns" \
+      --show-only templates/kube-proxy.yaml | python3 -c '
+import sys, yaml
+kinds = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d and d["kind"] in kinds]
+yaml.safe_dump_all(docs, open(sys.argv[1], "w"))
+print(next(d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"))' \
+    "$work/proxy-rbac.yaml" >"$work/proxy-sa"
+  proxy_rbac=$work/proxy-rbac.yaml
+  kubectl apply -f "$proxy_rbac" >/dev/null
   upstream_kubeconfig=$work/upstream.kubeconfig
   kubectl config view --minify --raw -o json | python3 -c '
 import json, sys
 config = json.load(sys.stdin)
 config["users"][0]["user"] = {"token": sys.argv[1]}
-json.dump(config, sys.stdout)' "$(kubectl -n "$ns" create token deadbolt-kube-proxy --duration=1h)" >"$upstream_kubeconfig"
+json.dump(config, sys.stdout)' "$(kubectl -n "$ns" create token "$(cat "$work/proxy-sa")" --duration=1h)" \
+    >"$upstream_kubeconfig"
 fi
 
 # The lock view from a standalone operator.
@@ -190,7 +190,7 @@ bench() {
 }
 
 echo "h2load GET $path, $requests requests per run, one ServiceAccount token, $(nproc) cores"
-echo "API server $server (direct) and deadbolt-sidecar kube on 127.0.0.1:$proxy_port (--token-review, upstream credentials: ${UPSTREAM_AUTH:-token})"
+echo "API server $server (direct) and deadbolt-sidecar kube on 127.0.0.1:$proxy_port (--token-review, upstream credentials: $UPSTREAM_AUTH)"
 if [ -n "$baseline_pid" ]; then
   echo "baseline: nghttpx on 127.0.0.1:$baseline_port (one thread, TLS both sides, no checks); printed below each row"
 fi

@@ -28,7 +28,7 @@ pub mod fuzzing {
 
 pub use upstream::{ServerProfile, UpstreamError};
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -103,6 +103,8 @@ pub struct MysqlProxy {
     allow_plaintext: bool,
     /// What the upstream last said about itself.
     profile: RwLock<Option<ServerProfile>>,
+    /// Set by the first `serve`: workers sharing this proxy greet the upstream once.
+    greeting_asked: AtomicBool,
     next_connection_id: AtomicU32,
 }
 
@@ -124,6 +126,7 @@ impl MysqlProxy {
             upstream,
             allow_plaintext,
             profile: RwLock::new(None),
+            greeting_asked: AtomicBool::new(false),
             next_connection_id: AtomicU32::new(FIRST_CONNECTION_ID),
         }
     }
@@ -155,10 +158,13 @@ impl MysqlProxy {
         }
     }
 
-    /// Accepts connections until shutdown.
+    /// Accepts connections until shutdown; the first call also reads the
+    /// upstream's greeting, which new clients' greetings mirror.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
-        let learning = self.clone();
-        tokio::spawn(async move { learning.learn_upstream().await });
+        if !self.greeting_asked.swap(true, Ordering::Relaxed) {
+            let learning = self.clone();
+            tokio::spawn(async move { learning.learn_upstream().await });
+        }
         let gate = self.gate.clone();
         database::serve(self, gate, listener, shutdown).await;
     }
