@@ -3,8 +3,8 @@
 //! until shutdown, a TLS handshake with a deadline, HTTP/2 (and HTTP/1.1
 //! where a listener asks for it) within the listener's limits, idle
 //! connections closed, and on shutdown a bounded drain of what is in flight.
-//! Each listener says only how it answers a request; [`read_body`] is how
-//! each of them reads one.
+//! Each listener says only how it answers a request on a [`Bound`] socket;
+//! [`read_body`] is how each of them reads one.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use deadbolt_runtime::connection::{Activity, ConnectionLimits, close_when_idle};
 use deadbolt_runtime::listener::{
     MAX_CONNECTIONS, accept_until, client_certificate, tls_handshake,
@@ -49,6 +50,43 @@ pub struct Listener {
     pub keep_alive: Option<(Duration, Duration)>,
 }
 
+/// A listening socket with the TLS settings it serves and the shutdown it
+/// serves until: what each listener's `serve` is handed.
+pub struct Bound {
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    shutdown: Shutdown,
+}
+
+impl Bound {
+    /// A socket already bound (tests bind port 0 and read the address first).
+    pub fn new(listener: TcpListener, tls: Arc<ServerConfig>, shutdown: Shutdown) -> Self {
+        Self {
+            listener,
+            tls,
+            shutdown,
+        }
+    }
+
+    /// Binds `addr`; a failure names `flag`, the flag that chose the address.
+    pub async fn bind(
+        addr: SocketAddr,
+        flag: &str,
+        tls: Arc<ServerConfig>,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {flag} {addr}"))?;
+        Ok(Self::new(listener, tls, shutdown.clone()))
+    }
+
+    /// The shutdown this socket is served until.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+}
+
 /// One accepted connection, as its requests are answered.
 #[derive(Debug)]
 pub struct Peer {
@@ -59,16 +97,11 @@ pub struct Peer {
 }
 
 impl Listener {
-    /// Serves `listener` with `tls` until `shutdown`, then drains. For each
-    /// connection, once its TLS handshake is done, `connect` turns the
-    /// [`Peer`] into the function that answers that connection's requests.
-    pub async fn serve<C, H, Fut, B>(
-        self,
-        listener: TcpListener,
-        tls: Arc<ServerConfig>,
-        shutdown: &Shutdown,
-        connect: C,
-    ) where
+    /// Serves `bound` until its shutdown, then drains. For each connection,
+    /// once its TLS handshake is done, `connect` turns the [`Peer`] into the
+    /// function that answers that connection's requests.
+    pub async fn serve<C, H, Fut, B>(self, bound: Bound, connect: C)
+    where
         C: Fn(Peer) -> H + Send + Sync + 'static,
         H: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<B>> + Send + 'static,
@@ -76,62 +109,73 @@ impl Listener {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let Bound {
+            listener,
+            tls,
+            shutdown,
+        } = bound;
         let acceptor = TlsAcceptor::from(tls);
         let connect = Arc::new(connect);
         let graceful = GracefulShutdown::new();
         let name = self.name;
-        accept_until(&listener, shutdown, name, MAX_CONNECTIONS, |tcp, remote| {
-            let acceptor = acceptor.clone();
-            let connect = connect.clone();
-            let watcher = graceful.watcher();
-            async move {
-                let Some(tls) = tls_handshake(&acceptor, tcp, remote, name).await else {
-                    return;
-                };
-                let certificate = client_certificate(&tls).cloned();
-                let handler = Arc::new(connect(Peer {
-                    remote,
-                    certificate,
-                }));
-                let service = service_fn(move |request| {
-                    let answer = handler(request);
-                    async move { Ok::<_, Infallible>(answer.await) }
-                });
-                let activity = Activity::new();
-                let service = activity.track(service);
-                let io = TokioIo::new(tls);
-                let ended = if self.http1 {
-                    let mut builder = auto::Builder::new(TokioExecutor::new());
-                    builder
-                        .http1()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(self.limits.first_request);
-                    builder
-                        .http2()
-                        .timer(TokioTimer::new())
-                        .max_concurrent_streams(self.limits.max_concurrent_streams);
-                    let connection = builder.serve_connection(io, service).into_owned();
-                    close_when_idle(watcher.watch(connection), activity, self.limits).await
-                } else {
-                    let mut builder = http2::Builder::new(TokioExecutor::new());
-                    builder
-                        .timer(TokioTimer::new())
-                        .max_concurrent_streams(self.limits.max_concurrent_streams);
-                    if let Some((interval, timeout)) = self.keep_alive {
+        accept_until(
+            &listener,
+            &shutdown,
+            name,
+            MAX_CONNECTIONS,
+            |tcp, remote| {
+                let acceptor = acceptor.clone();
+                let connect = connect.clone();
+                let watcher = graceful.watcher();
+                async move {
+                    let Some(tls) = tls_handshake(&acceptor, tcp, remote, name).await else {
+                        return;
+                    };
+                    let certificate = client_certificate(&tls).cloned();
+                    let handler = Arc::new(connect(Peer {
+                        remote,
+                        certificate,
+                    }));
+                    let service = service_fn(move |request| {
+                        let answer = handler(request);
+                        async move { Ok::<_, Infallible>(answer.await) }
+                    });
+                    let activity = Activity::new();
+                    let service = activity.track(service);
+                    let io = TokioIo::new(tls);
+                    let ended = if self.http1 {
+                        let mut builder = auto::Builder::new(TokioExecutor::new());
                         builder
-                            .keep_alive_interval(Some(interval))
-                            .keep_alive_timeout(timeout);
+                            .http1()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(self.limits.first_request);
+                        builder
+                            .http2()
+                            .timer(TokioTimer::new())
+                            .max_concurrent_streams(self.limits.max_concurrent_streams);
+                        let connection = builder.serve_connection(io, service).into_owned();
+                        close_when_idle(watcher.watch(connection), activity, self.limits).await
+                    } else {
+                        let mut builder = http2::Builder::new(TokioExecutor::new());
+                        builder
+                            .timer(TokioTimer::new())
+                            .max_concurrent_streams(self.limits.max_concurrent_streams);
+                        if let Some((interval, timeout)) = self.keep_alive {
+                            builder
+                                .keep_alive_interval(Some(interval))
+                                .keep_alive_timeout(timeout);
+                        }
+                        let connection = builder.serve_connection(io, service);
+                        close_when_idle(watcher.watch(connection), activity, self.limits)
+                            .await
+                            .map_err(Into::into)
+                    };
+                    if let Err(error) = ended {
+                        tracing::debug!(%remote, %error, "{name} connection ended with an error");
                     }
-                    let connection = builder.serve_connection(io, service);
-                    close_when_idle(watcher.watch(connection), activity, self.limits)
-                        .await
-                        .map_err(Into::into)
-                };
-                if let Err(error) = ended {
-                    tracing::debug!(%remote, %error, "{name} connection ended with an error");
                 }
-            }
-        })
+            },
+        )
         .await;
         drop(listener);
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())

@@ -15,6 +15,7 @@ use crate::args::Args;
 use crate::auth::{Authenticator, CachePolicy, CachingTokenChecker, TokenChecker, TokenReviewer};
 use crate::ca::{self, Created, DeadboltCa, DirCaStore, SecretCaStore};
 use crate::controller::{self, AuditSink, Settings};
+use crate::https::Bound;
 use crate::leader::{self, ElectionConfig, Leadership};
 use crate::mfa::{self, DeviceStore, KubeDevices, MemoryDevices, MfaService};
 use crate::ownership;
@@ -82,13 +83,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let webhook_task = match &started.namespace {
         Some(namespace) => {
-            let listener = TcpListener::bind(args.webhook_listen)
-                .await
-                .with_context(|| {
-                    format!("cannot listen on --webhook-listen {}", args.webhook_listen)
-                })?;
             let webhook_tls =
                 tls::server_config(identity.clone(), ClientAuth::None, admission::ALPN)?;
+            let bound = Bound::bind(
+                args.webhook_listen,
+                "--webhook-listen",
+                webhook_tls,
+                &shutdown,
+            )
+            .await?;
             let webhook = admission::Webhook::new(
                 store.clone(),
                 readiness.clone(),
@@ -108,23 +111,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 },
             );
             tracing::info!(listen = %args.webhook_listen, "admission webhooks started");
-            tokio::spawn(admission::serve(
-                listener,
-                webhook_tls,
-                webhook,
-                shutdown.clone(),
-            ))
+            tokio::spawn(admission::serve(bound, webhook))
         }
         None => tokio::spawn(async {}),
     };
-    let mfa_listener = TcpListener::bind(args.mfa_listen)
-        .await
-        .with_context(|| format!("cannot listen on --mfa-listen {}", args.mfa_listen))?;
     let mfa_tls = tls::server_config(
         identity.clone(),
         ClientAuth::Optional(started.ca.root_store()?),
         mfa::ALPN,
     )?;
+    let mfa_bound = Bound::bind(args.mfa_listen, "--mfa-listen", mfa_tls, &shutdown).await?;
     let ca = Arc::new(started.ca);
     let mfa_endpoint = mfa::Endpoint {
         service: MfaService::new(
@@ -137,18 +133,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tokens: started.tokens,
     };
     tracing::info!(listen = %args.mfa_listen, "MFA service started");
-    let mfa_task = tokio::spawn(mfa::serve(
-        mfa_listener,
-        mfa_tls,
-        mfa_endpoint,
-        shutdown.clone(),
-    ));
+    let mfa_task = tokio::spawn(mfa::serve(mfa_bound, mfa_endpoint));
     let tls_config =
         tls::server_config(identity, ClientAuth::Optional(ca.root_store()?), &[b"h2"])?;
 
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on --listen {}", args.listen))?;
+    let bound = Bound::bind(args.listen, "--listen", tls_config, &shutdown).await?;
     let admin_listener = TcpListener::bind(args.metrics_listen)
         .await
         .with_context(|| format!("cannot listen on --metrics-listen {}", args.metrics_listen))?;
@@ -156,8 +145,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "deadbolt-operator started");
 
     let stream_task = tokio::spawn(stream::serve(
-        listener,
-        tls_config,
+        bound,
         StreamContext {
             store: store.clone(),
             subscribers: subscribers.clone(),
@@ -167,7 +155,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             heartbeat_interval: args.heartbeat_interval,
             max_streams_per_subscriber: args.max_streams_per_subscriber,
         },
-        shutdown.clone(),
     ));
     let admin_task = tokio::spawn(admin::serve(
         admin_listener,

@@ -19,6 +19,7 @@ use deadbolt_api::protocol::{ClusterConfig, MfaConfig, ObjectKey, RoleRecord, Vi
 use deadbolt_api::resources::{AccessRoleSpec, LockTargetSpec, SecondFactor, Webauthn};
 use deadbolt_operator::admission::FollowingReplica;
 use deadbolt_operator::ca::DeadboltCa;
+use deadbolt_operator::https::Bound;
 use deadbolt_operator::mfa::{self, Endpoint, MemoryDevices};
 use deadbolt_operator::shutdown::{Shutdown, ShutdownTrigger};
 use deadbolt_operator::view::ViewStore;
@@ -106,13 +107,11 @@ impl Server {
         tokens.add(BOB_TOKEN, "bob", &[GROUP]);
         let (trigger, shutdown) = Shutdown::new();
         tokio::spawn(mfa::serve(
-            listener,
-            config,
+            Bound::new(listener, config, shutdown),
             Endpoint {
                 service,
                 tokens: Some(tokens.checker()),
             },
-            shutdown,
         ));
         let (port, connections) = relay(addr).await;
         Server {

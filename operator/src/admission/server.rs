@@ -7,15 +7,12 @@ use std::sync::Arc;
 use deadbolt_runtime::connection::ConnectionLimits;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use rustls::ServerConfig;
-use tokio::net::TcpListener;
 
 use super::review::{MAX_REVIEW_BYTES, too_large};
 use super::webhook::{Endpoint, Webhook};
 use crate::body::ChannelBody;
 use crate::failure::Failure;
-use crate::https::{Listener, read_body};
-use crate::shutdown::Shutdown;
+use crate::https::{Bound, Listener, read_body};
 
 /// The ALPN protocols to configure the webhook's TLS with: the API server
 /// calls webhooks over HTTP/2 or HTTP/1.1, and both are served.
@@ -34,17 +31,12 @@ const LISTENER: Listener = Listener {
     keep_alive: None,
 };
 
-/// Serves the webhook on `listener` with `tls` (built with [`ALPN`]) until
-/// `shutdown`, then lets in-flight reviews finish and returns.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    webhook: Webhook,
-    shutdown: Shutdown,
-) {
+/// Serves the webhook on `bound` (TLS built with [`ALPN`]) until its
+/// shutdown, then lets in-flight reviews finish and returns.
+pub async fn serve(bound: Bound, webhook: Webhook) {
     let webhook = Arc::new(webhook);
     LISTENER
-        .serve(listener, tls, &shutdown, move |_peer| {
+        .serve(bound, move |_peer| {
             let webhook = webhook.clone();
             move |request| {
                 let webhook = webhook.clone();

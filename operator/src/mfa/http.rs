@@ -16,17 +16,14 @@ use deadbolt_runtime::connection::ConnectionLimits;
 use deadbolt_runtime::token::{TokenChecker, TokenError};
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
-use rustls::ServerConfig;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::net::TcpListener;
 
 use super::service::{Caller, MfaService};
 use crate::auth::bearer_token;
 use crate::body::ChannelBody;
 use crate::failure::Failure;
-use crate::https::{Listener, read_body};
-use crate::shutdown::Shutdown;
+use crate::https::{Bound, Listener, read_body};
 
 /// The ALPN protocol: HTTP/2 only, so a ceremony's calls share a connection.
 pub const ALPN: &[&[u8]] = &[b"h2"];
@@ -60,16 +57,11 @@ struct Connection {
     certificate: Option<Result<CertIdentity, String>>,
 }
 
-/// Serves the MFA service on `listener` with `tls` (built with [`ALPN`]) until `shutdown`.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    endpoint: Endpoint,
-    shutdown: Shutdown,
-) {
+/// Serves the MFA service on `bound` (TLS built with [`ALPN`]) until its shutdown.
+pub async fn serve(bound: Bound, endpoint: Endpoint) {
     let endpoint = Arc::new(endpoint);
     LISTENER
-        .serve(listener, tls, &shutdown, move |peer| {
+        .serve(bound, move |peer| {
             let connection = Arc::new(Connection {
                 remote: peer.remote,
                 certificate: peer.certificate.as_ref().map(certificate::identity),

@@ -13,13 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadbolt_runtime::connection::ConnectionLimits;
-use rustls::ServerConfig;
-use tokio::net::TcpListener;
 
 use crate::admin::{Metrics, Readiness};
 use crate::auth::Authenticator;
-use crate::https::Listener;
-use crate::shutdown::Shutdown;
+use crate::https::{Bound, Listener};
 use crate::subscribers::Subscribers;
 use crate::view::ViewStore;
 use deadbolt_api::credential::CertIdentity;
@@ -76,18 +73,13 @@ struct Connection {
     peer: Option<CertIdentity>,
 }
 
-/// Serves the lock-view stream on `listener` until `shutdown`, then ends every
+/// Serves the lock-view stream on `bound` until its shutdown, then ends every
 /// stream cleanly (so proxies reconnect to another replica) and returns.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    context: StreamContext,
-    shutdown: Shutdown,
-) {
+pub async fn serve(bound: Bound, context: StreamContext) {
     let context = Arc::new(context);
-    let streams_end = shutdown.clone();
+    let streams_end = bound.shutdown().clone();
     LISTENER
-        .serve(listener, tls, &shutdown, move |peer| {
+        .serve(bound, move |peer| {
             let identity = match peer.certificate.as_ref().map(certificate::identity) {
                 None => None,
                 Some(Ok(identity)) => Some(identity),

@@ -10,6 +10,7 @@ use deadbolt_operator::admin::Readiness;
 use deadbolt_operator::admission::{
     self, CONTAINER_NAME, Endpoint, InjectSettings, Webhook, WebhookSettings,
 };
+use deadbolt_operator::https::Bound;
 use deadbolt_operator::shutdown::Shutdown;
 use deadbolt_operator::view::{ViewStore, default_cluster_config};
 use deadbolt_runtime::tls::{self, ClientTls};
@@ -587,10 +588,8 @@ async fn serve() -> Served {
     let addr = listener.local_addr().unwrap();
     let (trigger, shutdown) = Shutdown::new();
     let task = tokio::spawn(admission::serve(
-        listener,
-        config,
+        Bound::new(listener, config, shutdown),
         webhook(store()),
-        shutdown,
     ));
     Served {
         addr,

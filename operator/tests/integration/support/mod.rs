@@ -12,6 +12,7 @@ use deadbolt_operator::admin::{Metrics, Readiness};
 use deadbolt_operator::auth::{Authenticator, TokenUser};
 use deadbolt_operator::body::{BodyChunk, ChannelBody};
 use deadbolt_operator::ca::{DeadboltCa, IssuedCert};
+use deadbolt_operator::https::Bound;
 use deadbolt_operator::shutdown::{Shutdown, ShutdownTrigger};
 use deadbolt_operator::stream::{self, LOCKVIEW_PATH, SERVER_ID_HEADER, StreamContext};
 use deadbolt_operator::subscribers::Subscribers;
@@ -116,7 +117,10 @@ impl Server {
             heartbeat_interval: heartbeat,
             max_streams_per_subscriber: 2,
         };
-        let task = tokio::spawn(stream::serve(listener, config, context, shutdown));
+        let task = tokio::spawn(stream::serve(
+            Bound::new(listener, config, shutdown),
+            context,
+        ));
         Self {
             addr,
             ca,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use deadbolt_api::protocol::{ClusterConfig, MfaConfig, ViewObject};
 use deadbolt_api::resources::{RequireSessionMfa, SecondFactor, Webauthn};
 use deadbolt_operator::admission::FollowingReplica;
+use deadbolt_operator::https::Bound;
 use deadbolt_operator::mfa::{self, MemoryDevices, MfaService};
 use deadbolt_operator::shutdown::{Shutdown, ShutdownTrigger};
 use deadbolt_runtime::audit::{AuditBuffer, AuditSink};
@@ -57,13 +58,11 @@ impl MfaServer {
         let addr = listener.local_addr().unwrap();
         let (trigger, shutdown) = Shutdown::new();
         tokio::spawn(mfa::serve(
-            listener,
-            config,
+            Bound::new(listener, config, shutdown),
             mfa::Endpoint {
                 service,
                 tokens: None,
             },
-            shutdown,
         ));
         Self {
             addr,

@@ -10,6 +10,7 @@ use deadbolt_api::resources::{LockTargetSpec, LockingMode};
 use deadbolt_operator::admin::{Metrics, Readiness};
 use deadbolt_operator::auth::Authenticator;
 use deadbolt_operator::ca::{DeadboltCa, IssuedCert};
+use deadbolt_operator::https::Bound;
 use deadbolt_operator::shutdown::{Shutdown, ShutdownTrigger};
 use deadbolt_operator::stream::{self, StreamContext};
 use deadbolt_operator::subscribers::Subscribers;
@@ -91,7 +92,8 @@ impl Operator {
         };
         self.trigger = Some(trigger);
         self.task = Some(tokio::spawn(stream::serve(
-            listener, config, context, shutdown,
+            Bound::new(listener, config, shutdown),
+            context,
         )));
     }
 
