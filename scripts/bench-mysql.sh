@@ -19,14 +19,14 @@
 # the proxy authenticates by it. That the direct runs used TLS is checked with
 # MariaDB's Ssl_finished_accepts; the proxy refuses clients without TLS.
 #
-#   ./scripts/bench-mysql.sh            # 1, 16 and 64 clients, 10 s each
-#   CLIENTS="1 16" SECONDS_PER_RUN=5 ./scripts/bench-mysql.sh
+#   ./scripts/bench-mysql.sh            # 1, 16 and 64 clients, 3 rounds of 5 s each
+#   CLIENTS="1 16" SECONDS_PER_RUN=10 ROUNDS=5 ./scripts/bench-mysql.sh
 #   DEADBOLT_WORKER_THREADS=1 ./scripts/bench-mysql.sh   # the proxy on one worker thread
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 clients=${CLIENTS:-"1 16 64"}
-duration=${SECONDS_PER_RUN:-10}
+duration=${SECONDS_PER_RUN:-5}
 rows=10000
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -126,14 +126,19 @@ run() { # run NAME CLIENTS -> "qps proxy_us_per_query mariadb_us_per_query"
     'BEGIN { printf "%s %.1f %.1f\n", qps, 1e6 * p / hz / q, 1e6 * m / hz / q }'
 }
 
-echo "sysbench oltp_point_select (1 table, $rows rows), ${duration}s per run, TLS on both paths, $(nproc) cores," \
-  "proxy worker threads: ${DEADBOLT_WORKER_THREADS:-one per core}"
+echo "sysbench oltp_point_select (1 table, $rows rows), $rounds rounds of ${duration}s per path, TLS on both paths," \
+  "$(nproc) cores, proxy worker threads: ${DEADBOLT_WORKER_THREADS:-one per core}"
+echo "Medians over the rounds; the ratio: median (range) of the rounds' ratios."
 echo "CPU per query in microseconds: the proxy's (deadbolt-sidecar) and MariaDB's"
-printf '%8s %10s %10s %10s %15s\n' clients direct deadbolt "proxy-cpu" "deadbolt/direct"
+printf '%8s %10s %10s %10s %24s\n' clients direct deadbolt "proxy-cpu" "deadbolt/direct"
 for n in $clients; do
-  read -r direct _ db_direct < <(run direct "$n")
-  read -r deadbolt cpu_deadbolt db_deadbolt < <(run deadbolt "$n")
-  awk -v n="$n" -v d="$direct" -v p="$deadbolt" -v cp="$cpu_deadbolt" \
-    'BEGIN { printf "%8d %10.0f %10.0f %8.1fus %14.1f%%\n", n, d, p, cp, 100*p/d }'
-  echo "         MariaDB CPU per query: direct ${db_direct}us, via deadbolt ${db_deadbolt}us"
+  qps_d=(); qps_p=(); cpu_p=(); db_d=(); db_p=()
+  for ((round = 0; round < rounds; round++)); do
+    read -r qps _ db < <(run direct "$n"); qps_d+=("$qps"); db_d+=("$db")
+    read -r qps cpu db < <(run deadbolt "$n"); qps_p+=("$qps"); cpu_p+=("$cpu"); db_p+=("$db")
+  done
+  mapfile -t vs_direct < <(ratios "${qps_p[*]}" "${qps_d[*]}")
+  printf '%8d %10.0f %10.0f %8.1fus %24s\n' "$n" "$(median "${qps_d[@]}")" "$(median "${qps_p[@]}")" \
+    "$(median "${cpu_p[@]}")" "$(spread "${vs_direct[@]}")"
+  echo "         MariaDB CPU per query: direct $(median "${db_d[@]}")us, via deadbolt $(median "${db_p[@]}")us"
 done

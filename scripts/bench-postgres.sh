@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # pgbench select-only through three paths, in one run: straight to PostgreSQL,
 # through the Deadbolt Postgres sidecar, and through pgbouncer (session mode).
-# Every path uses TLS from the client, as production would. Prints TPS per
+# Every path uses TLS from the client, as production would. Both proxies log
+# in to PostgreSQL over loopback the same way: without TLS by default, as an
+# injected sidecar next to its database does, or both with TLS (verified
+# against the bench CA) with UPSTREAM_TLS=on. Prints TPS per
 # client count and the ratios, and the CPU each path spent per transaction
 # (the proxy's, and PostgreSQL's own), read from /proc: a busy machine shows
 # up as lower TPS at the same CPU per transaction, not as a regression.
 # Stops every process it started, pgbouncer included.
 #
-#   ./scripts/bench-postgres.sh            # 1, 16 and 64 clients, 10 s each
-#   CLIENTS="1 16" SECONDS_PER_RUN=5 ./scripts/bench-postgres.sh
+#   ./scripts/bench-postgres.sh            # 1, 16 and 64 clients, 3 rounds of 5 s each
+#   CLIENTS="1 16" SECONDS_PER_RUN=10 ROUNDS=5 ./scripts/bench-postgres.sh
+#   UPSTREAM_TLS=on ./scripts/bench-postgres.sh   # both proxies use TLS to PostgreSQL too
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 clients=${CLIENTS:-"1 16 64"}
-duration=${SECONDS_PER_RUN:-10}
+duration=${SECONDS_PER_RUN:-5}
 threads=$(nproc)
+upstream_tls=${UPSTREAM_TLS:-off}
+case $upstream_tls in
+  off|on) ;;
+  *) echo "UPSTREAM_TLS must be off or on, not ${upstream_tls}" >&2; exit 2 ;;
+esac
 
 (cd "$repo" && cargo build -q --release -p deadbolt-operator -p deadbolt-sidecar --bins)
 bin=$repo/target/release
@@ -53,7 +62,15 @@ psql "host=127.0.0.1 port=$pg_port user=postgres password=postgres-secret dbname
   -c "CREATE ROLE app LOGIN PASSWORD 'app-secret'" -c "CREATE DATABASE app OWNER app"
 PGPASSWORD=app-secret "$pg_bin/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$pg_port" -U app app >/dev/null 2>&1
 
-start_deadbolt postgres bench-postgres "127.0.0.1:$pg_port"
+# The proxies' leg to PostgreSQL: the same for both.
+if [ "$upstream_tls" = on ]; then
+  start_deadbolt postgres bench-postgres "127.0.0.1:$pg_port" --upstream-ca "$work/ca/ca.crt"
+  bouncer_server_tls="server_tls_sslmode = verify-full
+server_tls_ca_file = $work/ca/ca.crt"
+else
+  start_deadbolt postgres bench-postgres "127.0.0.1:$pg_port"
+  bouncer_server_tls="server_tls_sslmode = disable"
+fi
 
 cat > "$work/pgbouncer.ini" <<INI
 [databases]
@@ -70,7 +87,7 @@ default_pool_size = 100
 client_tls_sslmode = require
 client_tls_cert_file = $work/server.crt
 client_tls_key_file = $work/server.key
-server_tls_sslmode = require
+$bouncer_server_tls
 logfile = $work/pgbouncer.log
 pidfile = $work/pgbouncer.pid
 INI
@@ -116,14 +133,23 @@ run() { # run NAME CLIENTS -> "tps proxy_us_per_txn postgres_us_per_txn"
     'BEGIN { printf "%s %.1f %.1f\n", tps, 1e6 * p / hz / t, 1e6 * g / hz / t }'
 }
 
-echo "pgbench -S (select-only), ${duration}s per run, -j $threads, TLS on every path, $(nproc) cores"
+echo "pgbench -S (select-only), $rounds rounds of ${duration}s per path, -j $threads, TLS from every client," \
+  "proxies' TLS to PostgreSQL $upstream_tls, $(nproc) cores"
+echo "Medians over the rounds; ratios: median (range) of the rounds' ratios."
 echo "CPU per transaction in microseconds: the proxy's (deadbolt-sidecar, pgbouncer) and PostgreSQL's"
-printf '%8s %10s %10s %10s %9s %9s %15s %18s\n' clients direct deadbolt pgbouncer "proxy-cpu" "pgb-cpu" "deadbolt/direct" "deadbolt/pgbouncer"
+printf '%8s %10s %10s %10s %9s %9s %24s %24s\n' clients direct deadbolt pgbouncer "proxy-cpu" "pgb-cpu" "deadbolt/direct" "deadbolt/pgbouncer"
 for n in $clients; do
-  read -r direct _ pg_direct < <(run direct "$n")
-  read -r deadbolt cpu_deadbolt pg_deadbolt < <(run deadbolt "$n")
-  read -r bouncer cpu_bouncer pg_bouncer < <(run pgbouncer "$n")
-  awk -v n="$n" -v d="$direct" -v p="$deadbolt" -v b="$bouncer" -v cp="$cpu_deadbolt" -v cb="$cpu_bouncer" \
-    'BEGIN { printf "%8d %10.0f %10.0f %10.0f %8.1fus %8.1fus %14.1f%% %17.1f%%\n", n, d, p, b, cp, cb, 100*p/d, 100*p/b }'
-  echo "         PostgreSQL CPU per transaction: direct ${pg_direct}us, via deadbolt ${pg_deadbolt}us, via pgbouncer ${pg_bouncer}us"
+  tps_d=(); tps_p=(); tps_b=(); cpu_p=(); cpu_b=(); pg_d=(); pg_p=(); pg_b=()
+  for ((round = 0; round < rounds; round++)); do
+    read -r tps _ pg < <(run direct "$n"); tps_d+=("$tps"); pg_d+=("$pg")
+    read -r tps cpu pg < <(run deadbolt "$n"); tps_p+=("$tps"); cpu_p+=("$cpu"); pg_p+=("$pg")
+    read -r tps cpu pg < <(run pgbouncer "$n"); tps_b+=("$tps"); cpu_b+=("$cpu"); pg_b+=("$pg")
+  done
+  mapfile -t vs_direct < <(ratios "${tps_p[*]}" "${tps_d[*]}")
+  mapfile -t vs_bouncer < <(ratios "${tps_p[*]}" "${tps_b[*]}")
+  printf '%8d %10.0f %10.0f %10.0f %7.1fus %7.1fus %24s %24s\n' "$n" "$(median "${tps_d[@]}")" "$(median "${tps_p[@]}")" \
+    "$(median "${tps_b[@]}")" "$(median "${cpu_p[@]}")" "$(median "${cpu_b[@]}")" \
+    "$(spread "${vs_direct[@]}")" "$(spread "${vs_bouncer[@]}")"
+  echo "         PostgreSQL CPU per transaction: direct $(median "${pg_d[@]}")us," \
+    "via deadbolt $(median "${pg_p[@]}")us, via pgbouncer $(median "${pg_b[@]}")us"
 done
