@@ -10,16 +10,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_until() { local deadline=$((SECONDS + 30)); until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || return 1; sleep 0.2; done; }
 wait_for() { wait_until "$@" || { echo "timed out: $*" >&2; exit 1; }; }
 
-# Each client count is measured ROUNDS times, the paths taking turns within a
-# round, so a slow spell of a shared machine lands on every path alike; the
-# tables print each path's median and the median (and range) of the ratios of
-# paths measured in the same round.
-rounds=${ROUNDS:-3}
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# ratios A B: the per-round percentages 100*A[i]/B[i] of two space-separated lists.
-ratios() { awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x, " "); split(b, y, " "); for (i = 1; i <= n; i++) printf "%.1f\n", 100 * x[i] / y[i] }'; }
-# spread V...: "median (min–max)" of percentages.
-spread() { local sorted; sorted=$(printf '%s\n' "$@" | sort -g); printf '%.1f%% (%s–%s)' "$(median "$@")" "$(head -n 1 <<<"$sorted")" "$(tail -n 1 <<<"$sorted")"; }
+# Rounds, medians and same-round ratios.
+# shellcheck source=scripts/bench-rounds.sh
+. "$repo/scripts/bench-rounds.sh"
 
 # CPU ticks of a process (all its threads) and of its reaped children.
 ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0; }

@@ -14,8 +14,11 @@
 # nghttpx come from Debian's nghttp2-client and nghttp2-proxy, installed when
 # missing.
 #
-#   ./scripts/bench-kube-api.sh                    # 8 and 32 clients, 20,000 requests each
-#   CLIENTS="8" REQUESTS=5000 ./scripts/bench-kube-api.sh
+# Each client count is measured in rounds (scripts/bench-rounds.sh): medians,
+# and the median and range of the ratios of paths measured in the same round.
+#
+#   ./scripts/bench-kube-api.sh                    # 8 and 32 clients, 3 rounds of 10,000 requests per path
+#   CLIENTS="8" REQUESTS=5000 ROUNDS=5 ./scripts/bench-kube-api.sh
 #   PROFILE=1 ./scripts/bench-kube-api.sh          # also `perf record` the proxy (perf.data in target/)
 #   DEADBOLT_WORKER_THREADS=1 ./scripts/bench-kube-api.sh   # the proxy on one worker thread
 #   UPSTREAM_AUTH=kubeconfig ./scripts/bench-kube-api.sh    # the proxy forwards with KUBECONFIG's own
@@ -24,7 +27,9 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 clients=${CLIENTS:-"8 32"}
-requests=${REQUESTS:-20000}
+requests=${REQUESTS:-10000}
+# shellcheck source=scripts/bench-rounds.sh
+. "$repo/scripts/bench-rounds.sh"
 case ${UPSTREAM_AUTH:=token} in
   token | kubeconfig) ;;
   *) echo "UPSTREAM_AUTH is token (the default) or kubeconfig, not ${UPSTREAM_AUTH}" >&2; exit 2 ;;
@@ -189,46 +194,60 @@ bench() {
     printf "%s %.2f %.2f\n", rps, v[int(NR * 0.50) + 1] / 1000, v[int(NR * 0.99) + 1] / 1000 }'
 }
 
-echo "h2load GET $path, $requests requests per run, one ServiceAccount token, $(nproc) cores"
+echo "h2load GET $path, $rounds rounds of $requests requests per path, one ServiceAccount token, $(nproc) cores"
 echo "API server $server (direct) and deadbolt-sidecar kube on 127.0.0.1:$proxy_port (--token-review, upstream credentials: $UPSTREAM_AUTH)"
 if [ -n "$baseline_pid" ]; then
   echo "baseline: nghttpx on 127.0.0.1:$baseline_port (one thread, TLS both sides, no checks); printed below each row"
 fi
-printf '%8s %11s %11s %8s %10s %10s %10s %10s %9s %14s %9s %17s\n' \
+echo "Medians over the rounds; ratios: median (range) of the rounds' ratios; CPU: all rounds"
+printf '%8s %11s %11s %18s %10s %10s %10s %10s %9s %14s %9s %17s\n' \
   clients direct-rps proxy-rps ratio "p50-direct" "p50-proxy" "p99-direct" "p99-proxy" "p50-added" "proxy-cpu/1k" proxy-rss \
   "server-cpu/1k"
 bench "https://127.0.0.1:$proxy_port$path" 4 >/dev/null # warm the connections and the token cache
 for n in $clients; do
-  server_before=$(server_ticks)
-  read -r d_rps d_p50 d_p99 < <(bench "$server$path" "$n")
-  server_direct=$(($(server_ticks) - server_before))
-  server_before=$(server_ticks)
-  before=$(ticks "$proxy_pid")
+  d_rps=(); d_p50=(); d_p99=(); p_rps=(); p_p50=(); p_p99=(); b_rps=(); b_p50=()
+  server_direct=0; server_proxied=0; cpu=0; b_cpu=0
   if [ -n "${PROFILE:-}" ]; then
     perf record -g -o "$repo/target/perf-kube-proxy-$n.data" -p "$proxy_pid" >/dev/null 2>&1 &
     perf_pid=$!
     sleep 0.5
   fi
-  read -r p_rps p_p50 p_p99 < <(bench "https://127.0.0.1:$proxy_port$path" "$n")
-  after=$(ticks "$proxy_pid")
-  server_proxied=$(($(server_ticks) - server_before))
+  for ((round = 0; round < rounds; round++)); do
+    server_before=$(server_ticks)
+    read -r rps p50 p99 < <(bench "$server$path" "$n")
+    d_rps+=("$rps"); d_p50+=("$p50"); d_p99+=("$p99")
+    server_direct=$((server_direct + $(server_ticks) - server_before))
+    server_before=$(server_ticks)
+    before=$(ticks "$proxy_pid")
+    read -r rps p50 p99 < <(bench "https://127.0.0.1:$proxy_port$path" "$n")
+    p_rps+=("$rps"); p_p50+=("$p50"); p_p99+=("$p99")
+    cpu=$((cpu + $(ticks "$proxy_pid") - before))
+    server_proxied=$((server_proxied + $(server_ticks) - server_before))
+    if [ -n "$baseline_pid" ]; then
+      before=$(ticks "$baseline_pid")
+      read -r rps p50 _ < <(bench "https://127.0.0.1:$baseline_port$path" "$n")
+      b_rps+=("$rps"); b_p50+=("$p50")
+      b_cpu=$((b_cpu + $(ticks "$baseline_pid") - before))
+    fi
+  done
   if [ -n "${PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
-  if [ -n "$baseline_pid" ]; then
-    b_before=$(ticks "$baseline_pid")
-    read -r b_rps b_p50 _ < <(bench "https://127.0.0.1:$baseline_port$path" "$n")
-    b_cpu=$(($(ticks "$baseline_pid") - b_before))
-  fi
-  awk -v n="$n" -v dr="$d_rps" -v pr="$p_rps" -v d50="$d_p50" -v p50="$p_p50" -v d99="$d_p99" -v p99="$p_p99" \
-      -v cpu=$((after - before)) -v hz="$hz" -v req="$requests" -v rss="$(rss_kib "$proxy_pid")" \
+  mapfile -t proxy_vs_direct < <(ratios "${p_rps[*]}" "${d_rps[*]}" 1)
+  total=$((requests * rounds))
+  awk -v n="$n" -v dr="$(median "${d_rps[@]}")" -v pr="$(median "${p_rps[@]}")" -v ratio="$(spread %.2f "${proxy_vs_direct[@]}")" \
+      -v d50="$(median "${d_p50[@]}")" -v p50="$(median "${p_p50[@]}")" -v d99="$(median "${d_p99[@]}")" -v p99="$(median "${p_p99[@]}")" \
+      -v cpu="$cpu" -v hz="$hz" -v req="$total" -v rss="$(rss_kib "$proxy_pid")" \
       -v sd="$server_direct" -v sp="$server_proxied" -v local_server="${server_pids:+1}" \
-    'BEGIN { printf "%8d %11.0f %11.0f %8.2f %8.2fms %8.2fms %8.2fms %8.2fms %7.2fms %12.3fs %7.1fMiB",
-             n, dr, pr, pr / dr, d50, p50, d99, p99, p50 - d50, 1000 * cpu / hz / req, rss / 1024
+    'BEGIN { printf "%8d %11.0f %11.0f %18s %8.2fms %8.2fms %8.2fms %8.2fms %7.2fms %12.3fs %7.1fMiB",
+             n, dr, pr, ratio, d50, p50, d99, p99, p50 - d50, 1000 * cpu / hz / req, rss / 1024
              if (local_server) printf " %6.3fs → %6.3fs", 1000 * sd / hz / req, 1000 * sp / hz / req
              printf "\n" }'
   if [ -n "$baseline_pid" ]; then
-    awk -v dr="$d_rps" -v pr="$p_rps" -v br="$b_rps" -v d50="$d_p50" -v b50="$b_p50" \
-        -v cpu="$b_cpu" -v hz="$hz" -v req="$requests" \
-      'BEGIN { printf "%8s %11s %11.0f %8.2f %10s %8.2fms %10s %10s %7.2fms %12.3fs   deadbolt/nghttpx %.2f\n",
-               "nghttpx", "", br, br / dr, "", b50, "", "", b50 - d50, 1000 * cpu / hz / req, pr / br }'
+    mapfile -t baseline_vs_direct < <(ratios "${b_rps[*]}" "${d_rps[*]}" 1)
+    mapfile -t proxy_vs_baseline < <(ratios "${p_rps[*]}" "${b_rps[*]}" 1)
+    awk -v br="$(median "${b_rps[@]}")" -v ratio="$(spread %.2f "${baseline_vs_direct[@]}")" \
+        -v d50="$(median "${d_p50[@]}")" -v b50="$(median "${b_p50[@]}")" -v cpu="$b_cpu" -v hz="$hz" -v req="$total" \
+        -v versus="$(spread %.2f "${proxy_vs_baseline[@]}")" \
+      'BEGIN { printf "%8s %11s %11.0f %18s %10s %8.2fms %10s %10s %7.2fms %12.3fs   deadbolt/nghttpx %s\n",
+               "nghttpx", "", br, ratio, "", b50, "", "", b50 - d50, 1000 * cpu / hz / req, versus }'
   fi
 done

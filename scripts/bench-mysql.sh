@@ -139,6 +139,6 @@ for n in $clients; do
   done
   mapfile -t vs_direct < <(ratios "${qps_p[*]}" "${qps_d[*]}")
   printf '%8d %10.0f %10.0f %8.1fus %24s\n' "$n" "$(median "${qps_d[@]}")" "$(median "${qps_p[@]}")" \
-    "$(median "${cpu_p[@]}")" "$(spread "${vs_direct[@]}")"
+    "$(median "${cpu_p[@]}")" "$(spread %.1f%% "${vs_direct[@]}")"
   echo "         MariaDB CPU per query: direct $(median "${db_d[@]}")us, via deadbolt $(median "${db_p[@]}")us"
 done

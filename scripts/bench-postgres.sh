@@ -149,7 +149,7 @@ for n in $clients; do
   mapfile -t vs_bouncer < <(ratios "${tps_p[*]}" "${tps_b[*]}")
   printf '%8d %10.0f %10.0f %10.0f %7.1fus %7.1fus %24s %24s\n' "$n" "$(median "${tps_d[@]}")" "$(median "${tps_p[@]}")" \
     "$(median "${tps_b[@]}")" "$(median "${cpu_p[@]}")" "$(median "${cpu_b[@]}")" \
-    "$(spread "${vs_direct[@]}")" "$(spread "${vs_bouncer[@]}")"
+    "$(spread %.1f%% "${vs_direct[@]}")" "$(spread %.1f%% "${vs_bouncer[@]}")"
   echo "         PostgreSQL CPU per transaction: direct $(median "${pg_d[@]}")us," \
     "via deadbolt $(median "${pg_p[@]}")us, via pgbouncer $(median "${pg_b[@]}")us"
 done
