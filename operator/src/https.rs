@@ -112,70 +112,64 @@ impl Listener {
         let Bound {
             listener,
             tls,
-            shutdown,
+            ref shutdown,
         } = bound;
         let acceptor = TlsAcceptor::from(tls);
         let connect = Arc::new(connect);
         let graceful = GracefulShutdown::new();
         let name = self.name;
-        accept_until(
-            &listener,
-            &shutdown,
-            name,
-            MAX_CONNECTIONS,
-            |tcp, remote| {
-                let acceptor = acceptor.clone();
-                let connect = connect.clone();
-                let watcher = graceful.watcher();
-                async move {
-                    let Some(tls) = tls_handshake(&acceptor, tcp, remote, name).await else {
-                        return;
-                    };
-                    let certificate = client_certificate(&tls).cloned();
-                    let handler = Arc::new(connect(Peer {
-                        remote,
-                        certificate,
-                    }));
-                    let service = service_fn(move |request| {
-                        let answer = handler(request);
-                        async move { Ok::<_, Infallible>(answer.await) }
-                    });
-                    let activity = Activity::new();
-                    let service = activity.track(service);
-                    let io = TokioIo::new(tls);
-                    let ended = if self.http1 {
-                        let mut builder = auto::Builder::new(TokioExecutor::new());
+        accept_until(&listener, shutdown, name, MAX_CONNECTIONS, |tcp, remote| {
+            let acceptor = acceptor.clone();
+            let connect = connect.clone();
+            let watcher = graceful.watcher();
+            async move {
+                let Some(tls) = tls_handshake(&acceptor, tcp, remote, name).await else {
+                    return;
+                };
+                let certificate = client_certificate(&tls).cloned();
+                let handler = Arc::new(connect(Peer {
+                    remote,
+                    certificate,
+                }));
+                let service = service_fn(move |request| {
+                    let answer = handler(request);
+                    async move { Ok::<_, Infallible>(answer.await) }
+                });
+                let activity = Activity::new();
+                let service = activity.track(service);
+                let io = TokioIo::new(tls);
+                let ended = if self.http1 {
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(self.limits.first_request);
+                    builder
+                        .http2()
+                        .timer(TokioTimer::new())
+                        .max_concurrent_streams(self.limits.max_concurrent_streams);
+                    let connection = builder.serve_connection(io, service).into_owned();
+                    close_when_idle(watcher.watch(connection), activity, self.limits).await
+                } else {
+                    let mut builder = http2::Builder::new(TokioExecutor::new());
+                    builder
+                        .timer(TokioTimer::new())
+                        .max_concurrent_streams(self.limits.max_concurrent_streams);
+                    if let Some((interval, timeout)) = self.keep_alive {
                         builder
-                            .http1()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(self.limits.first_request);
-                        builder
-                            .http2()
-                            .timer(TokioTimer::new())
-                            .max_concurrent_streams(self.limits.max_concurrent_streams);
-                        let connection = builder.serve_connection(io, service).into_owned();
-                        close_when_idle(watcher.watch(connection), activity, self.limits).await
-                    } else {
-                        let mut builder = http2::Builder::new(TokioExecutor::new());
-                        builder
-                            .timer(TokioTimer::new())
-                            .max_concurrent_streams(self.limits.max_concurrent_streams);
-                        if let Some((interval, timeout)) = self.keep_alive {
-                            builder
-                                .keep_alive_interval(Some(interval))
-                                .keep_alive_timeout(timeout);
-                        }
-                        let connection = builder.serve_connection(io, service);
-                        close_when_idle(watcher.watch(connection), activity, self.limits)
-                            .await
-                            .map_err(Into::into)
-                    };
-                    if let Err(error) = ended {
-                        tracing::debug!(%remote, %error, "{name} connection ended with an error");
+                            .keep_alive_interval(Some(interval))
+                            .keep_alive_timeout(timeout);
                     }
+                    let connection = builder.serve_connection(io, service);
+                    close_when_idle(watcher.watch(connection), activity, self.limits)
+                        .await
+                        .map_err(Into::into)
+                };
+                if let Err(error) = ended {
+                    tracing::debug!(%remote, %error, "{name} connection ended with an error");
                 }
-            },
-        )
+            }
+        })
         .await;
         drop(listener);
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
