@@ -7,7 +7,10 @@
 # when the API server and etcd run on this machine, also their CPU per 1,000
 # requests on each path. The baseline is nghttpx, a TLS HTTP/2 reverse proxy
 # in C that checks nothing and passes the token through, on the same run:
-# what any extra hop costs here.
+# what any extra hop costs here. With the proxy's ServiceAccount token (the
+# default) a third path goes straight to the API server as that
+# ServiceAccount, with the impersonation headers the proxy sends for the
+# bench identity: what impersonation alone costs the API server.
 #
 # The cluster is the one KUBECONFIG names, or else a private kube-apiserver
 # started from ../shared/k8s (the CI kit) and stopped at the end. h2load and
@@ -113,12 +116,12 @@ print(next(d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount")
   proxy_rbac=$work/proxy-rbac.yaml
   kubectl apply -f "$proxy_rbac" >/dev/null
   upstream_kubeconfig=$work/upstream.kubeconfig
+  proxy_token=$(kubectl -n "$ns" create token "$(cat "$work/proxy-sa")" --duration=1h)
   kubectl config view --minify --raw -o json | python3 -c '
 import json, sys
 config = json.load(sys.stdin)
 config["users"][0]["user"] = {"token": sys.argv[1]}
-json.dump(config, sys.stdout)' "$(kubectl -n "$ns" create token "$(cat "$work/proxy-sa")" --duration=1h)" \
-    >"$upstream_kubeconfig"
+json.dump(config, sys.stdout)' "$proxy_token" >"$upstream_kubeconfig"
 fi
 
 # The lock view from a standalone operator.
@@ -181,12 +184,14 @@ server_ticks() {
   echo "$total"
 }
 
-# bench URL CLIENTS -> "req/s p50_ms p99_ms"
+# bench URL CLIENTS [TOKEN [HEADER...]] -> "req/s p50_ms p99_ms" (TOKEN: the bench identity's by default)
 bench() {
-  local url=$1 n=$2 log="$work/h2load.log"
+  local url=$1 n=$2 bearer=${3:-$token} log="$work/h2load.log" headers=()
+  shift $(($# < 3 ? $# : 3))
+  for header in "$@"; do headers+=(-H "$header"); done
   rm -f "$log"
   local out
-  out=$(h2load -n "$requests" -c "$n" -m 1 -H "Authorization: Bearer $token" --log-file="$log" "$url" 2>&1)
+  out=$(h2load -n "$requests" -c "$n" -m 1 -H "Authorization: Bearer $bearer" "${headers[@]}" --log-file="$log" "$url" 2>&1)
   grep -q "$requests succeeded" <<<"$out" || grep -q "succeeded, 0 failed" <<<"$out" || { echo "$out" >&2; exit 1; }
   local rps
   rps=$(grep -oP 'finished in [0-9.]+m?s, \K[0-9.]+(?= req/s)' <<<"$out")
@@ -199,14 +204,28 @@ echo "API server $server (direct) and deadbolt-sidecar kube on 127.0.0.1:$proxy_
 if [ -n "$baseline_pid" ]; then
   echo "baseline: nghttpx on 127.0.0.1:$baseline_port (one thread, TLS both sides, no checks); printed below each row"
 fi
+# What the proxy sends upstream for the bench identity: the user, its
+# groups but system:authenticated, and a session id (fixed here; the proxy
+# sends one per request).
+impersonation=(
+  "Impersonate-User: system:serviceaccount:$ns:bench"
+  "Impersonate-Group: system:serviceaccounts"
+  "Impersonate-Group: system:serviceaccounts:$ns"
+  "Impersonate-Extra-deadbolt.dev%2Fsession-id: 5f0c2a4e-0d7b-4c55-9c1e-3b8f6a2d9e71"
+)
+if [ -n "${proxy_token:-}" ]; then
+  echo "impersonated: straight to the API server as the proxy's ServiceAccount, impersonating the bench identity; printed below each row"
+  code=$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $proxy_token" "${impersonation[@]/#/-H}" "$server$path")
+  [ "$code" = 200 ] || { echo "the impersonated request was answered $code" >&2; exit 1; }
+fi
 echo "Medians over the rounds; ratios: median (range) of the rounds' ratios; CPU: all rounds"
 printf '%8s %11s %11s %18s %10s %10s %10s %10s %9s %14s %9s %17s\n' \
   clients direct-rps proxy-rps ratio "p50-direct" "p50-proxy" "p99-direct" "p99-proxy" "p50-added" "proxy-cpu/1k" proxy-rss \
   "server-cpu/1k"
 bench "https://127.0.0.1:$proxy_port$path" 4 >/dev/null # warm the connections and the token cache
 for n in $clients; do
-  d_rps=(); d_p50=(); d_p99=(); p_rps=(); p_p50=(); p_p99=(); b_rps=(); b_p50=()
-  server_direct=0; server_proxied=0; cpu=0; b_cpu=0
+  d_rps=(); d_p50=(); d_p99=(); p_rps=(); p_p50=(); p_p99=(); b_rps=(); b_p50=(); i_rps=(); i_p50=()
+  server_direct=0; server_proxied=0; server_baseline=0; server_impersonated=0; cpu=0; b_cpu=0
   if [ -n "${PROFILE:-}" ]; then
     perf record -g -o "$repo/target/perf-kube-proxy-$n.data" -p "$proxy_pid" >/dev/null 2>&1 &
     perf_pid=$!
@@ -225,9 +244,17 @@ for n in $clients; do
     server_proxied=$((server_proxied + $(server_ticks) - server_before))
     if [ -n "$baseline_pid" ]; then
       before=$(ticks "$baseline_pid")
+      server_before=$(server_ticks)
       read -r rps p50 _ < <(bench "https://127.0.0.1:$baseline_port$path" "$n")
       b_rps+=("$rps"); b_p50+=("$p50")
       b_cpu=$((b_cpu + $(ticks "$baseline_pid") - before))
+      server_baseline=$((server_baseline + $(server_ticks) - server_before))
+    fi
+    if [ -n "${proxy_token:-}" ]; then
+      server_before=$(server_ticks)
+      read -r rps p50 _ < <(bench "$server$path" "$n" "$proxy_token" "${impersonation[@]}")
+      i_rps+=("$rps"); i_p50+=("$p50")
+      server_impersonated=$((server_impersonated + $(server_ticks) - server_before))
     fi
   done
   if [ -n "${PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
@@ -246,8 +273,19 @@ for n in $clients; do
     mapfile -t proxy_vs_baseline < <(ratios "${p_rps[*]}" "${b_rps[*]}" 1)
     awk -v br="$(median "${b_rps[@]}")" -v ratio="$(spread %.2f "${baseline_vs_direct[@]}")" \
         -v d50="$(median "${d_p50[@]}")" -v b50="$(median "${b_p50[@]}")" -v cpu="$b_cpu" -v hz="$hz" -v req="$total" \
-        -v versus="$(spread %.2f "${proxy_vs_baseline[@]}")" \
-      'BEGIN { printf "%8s %11s %11.0f %18s %10s %8.2fms %10s %10s %7.2fms %12.3fs   deadbolt/nghttpx %s\n",
-               "nghttpx", "", br, ratio, "", b50, "", "", b50 - d50, 1000 * cpu / hz / req, versus }'
+        -v versus="$(spread %.2f "${proxy_vs_baseline[@]}")" -v sb="$server_baseline" -v local_server="${server_pids:+1}" \
+      'BEGIN { printf "%8s %11s %11.0f %18s %10s %8.2fms %10s %10s %7.2fms %12.3fs %9s", "nghttpx", "", br, ratio, "", b50, "", "", b50 - d50,
+                 1000 * cpu / hz / req, ""
+               if (local_server) printf " %16.3fs", 1000 * sb / hz / req
+               printf "   deadbolt/nghttpx %s\n", versus }'
+  fi
+  if [ -n "${proxy_token:-}" ]; then
+    mapfile -t impersonated_vs_direct < <(ratios "${i_rps[*]}" "${d_rps[*]}" 1)
+    awk -v ir="$(median "${i_rps[@]}")" -v ratio="$(spread %.2f "${impersonated_vs_direct[@]}")" \
+        -v d50="$(median "${d_p50[@]}")" -v i50="$(median "${i_p50[@]}")" -v si="$server_impersonated" -v hz="$hz" \
+        -v req="$total" -v local_server="${server_pids:+1}" \
+      'BEGIN { printf "%8s %11s %11.0f %18s %10s %8.2fms %10s %10s %7.2fms %14s %9s", "imperson", "", ir, ratio, "", i50, "", "", i50 - d50, "", ""
+               if (local_server) printf " %16.3fs", 1000 * si / hz / req
+               printf "\n" }'
   fi
 done
