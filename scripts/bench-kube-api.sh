@@ -227,7 +227,8 @@ for n in $clients; do
   d_rps=(); d_p50=(); d_p99=(); p_rps=(); p_p50=(); p_p99=(); b_rps=(); b_p50=(); i_rps=(); i_p50=()
   server_direct=0; server_proxied=0; server_baseline=0; server_impersonated=0; cpu=0; b_cpu=0
   if [ -n "${PROFILE:-}" ]; then
-    perf record -g -o "$repo/target/perf-kube-proxy-$n.data" -p "$proxy_pid" >/dev/null 2>&1 &
+    # DWARF unwinding: release builds keep no frame pointers.
+    perf record -F 999 --call-graph dwarf,16384 -o "$repo/target/perf-kube-proxy-$n.data" -p "$proxy_pid" >/dev/null 2>&1 &
     perf_pid=$!
     sleep 0.5
   fi
