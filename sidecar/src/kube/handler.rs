@@ -60,7 +60,10 @@ impl Service<Request<Incoming>> for Dispatch {
 struct Acting<'a> {
     principal: &'a CertIdentity,
     roles: &'a [String],
-    session_id: &'a str,
+    /// The registered session's id, for sessions Deadbolt audits (watches,
+    /// followed logs, exec, attach, port-forward); `None` for short requests,
+    /// which are not audited one by one when allowed.
+    session_id: Option<&'a str>,
 }
 
 impl KubeProxy {
@@ -78,7 +81,7 @@ impl KubeProxy {
             );
         };
         match kind {
-            RequestKind::Discovery => self.discovery(request, facts, principal).await,
+            RequestKind::Discovery => self.discovery(request, principal).await,
             RequestKind::Short => self.short(request, facts, principal).await,
             RequestKind::Stream(kind) => self.streamed(request, facts, principal, kind).await,
             RequestKind::Upgrade(upgrade) => self.upgrade(request, facts, principal, upgrade).await,
@@ -90,7 +93,6 @@ impl KubeProxy {
     async fn discovery(
         &self,
         request: Request<Incoming>,
-        facts: SessionFacts,
         principal: CertIdentity,
     ) -> Response<ProxyBody> {
         let roles = self.gate.view.with_replica(|replica| {
@@ -99,7 +101,7 @@ impl KubeProxy {
         let acting = Acting {
             principal: &principal,
             roles: &roles,
-            session_id: &facts.sid,
+            session_id: None,
         };
         self.forward(request, &acting).await
     }
@@ -118,7 +120,7 @@ impl KubeProxy {
         let acting = Acting {
             principal: &principal,
             roles: &identity.roles,
-            session_id: &facts.sid,
+            session_id: None,
         };
         self.forward(request, &acting).await
     }
@@ -157,7 +159,7 @@ impl KubeProxy {
         let acting = Acting {
             principal: &principal,
             roles: &roles,
-            session_id: &facts.sid,
+            session_id: Some(&facts.sid),
         };
         let (parts, body) = request.into_parts();
         let upstream_request = match self.upstream_request(parts, boxed(body), &acting) {
@@ -206,7 +208,7 @@ impl KubeProxy {
         let acting = Acting {
             principal: &principal,
             roles: &roles,
-            session_id: &facts.sid,
+            session_id: Some(&facts.sid),
         };
         let (parts, _body) = request.into_parts();
         let upstream_request = match self.upstream_request(parts, empty(), &acting) {

@@ -61,19 +61,25 @@ pub struct Impersonation {
 }
 
 impl Impersonation {
-    /// The impersonation of `principal`, whose AccessRoles are `roles`, for
-    /// session `session_id`, with the groups the access rules give it at a
-    /// proxy with `labels`.
+    /// The impersonation of `principal`, whose AccessRoles are `roles`, with
+    /// the groups the access rules give it at a proxy with `labels`. A
+    /// registered session's `session_id` goes along as an extra, so the API
+    /// server's audit log joins Deadbolt's; a short request has none, as
+    /// Deadbolt does not audit it one by one when allowed, and every extra is
+    /// one more authorization check in the API server's impersonation filter.
     pub fn new(
         principal: &CertIdentity,
         replica: &ViewReplica,
         roles: &[String],
         labels: &BTreeMap<String, String>,
-        session_id: &str,
+        session_id: Option<&str>,
     ) -> Self {
         let groups = replica.kubernetes_groups(&principal.user, &principal.groups, roles, labels);
 
-        let mut extra = vec![(EXTRA_SESSION_ID, session_id.to_string())];
+        let mut extra: Vec<_> = session_id
+            .map(|id| (EXTRA_SESSION_ID, id.to_string()))
+            .into_iter()
+            .collect();
         extra.extend(
             principal
                 .mfa_device
@@ -222,7 +228,7 @@ mod tests {
     #[test]
     fn groups_are_authenticated_plus_allowed_minus_denied() {
         let replica = replica();
-        let dev = Impersonation::new(&alice(), &replica, &["dev".into()], &BTreeMap::new(), "sid");
+        let dev = Impersonation::new(&alice(), &replica, &["dev".into()], &BTreeMap::new(), None);
         assert_eq!(
             dev.groups,
             ["cluster-admins", "developers", "sre", "viewers"]
@@ -232,7 +238,7 @@ mod tests {
             &replica,
             &["dev".into(), "no-admin".into(), "unknown".into()],
             &BTreeMap::new(),
-            "sid",
+            None,
         );
         assert_eq!(denied.groups, ["developers", "sre", "viewers"]);
         let none = Impersonation::new(
@@ -240,7 +246,7 @@ mod tests {
             &replica,
             &["dev".into(), "lockdown".into()],
             &BTreeMap::new(),
-            "sid",
+            None,
         );
         assert!(none.groups.is_empty());
     }
@@ -253,7 +259,7 @@ mod tests {
             &replica,
             &["dev".into()],
             &BTreeMap::new(),
-            "sid-1",
+            Some("sid-1"),
         );
         let mut headers = HeaderMap::new();
         impersonation.apply(&mut headers).unwrap();
@@ -273,6 +279,16 @@ mod tests {
             .iter()
             .collect();
         assert_eq!(requests, ["req-1", "req-2"]);
+
+        // A short request, not a registered session, carries no session id.
+        let short = Impersonation::new(&alice(), &replica, &["dev".into()], &BTreeMap::new(), None);
+        let mut short_headers = HeaderMap::new();
+        short.apply(&mut short_headers).unwrap();
+        assert!(!short_headers.contains_key("impersonate-extra-deadbolt.dev%2Fsession-id"));
+        assert_eq!(
+            short_headers["impersonate-extra-deadbolt.dev%2Fmfa-device"],
+            "d6c06a18-e147-4232-9dfe-6f83a28d5850"
+        );
 
         let mut bad = impersonation.clone();
         bad.user = "new\nline".into();
