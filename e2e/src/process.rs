@@ -249,6 +249,19 @@ impl Sidecar {
         Self { process, listen }
     }
 
+    /// A sidecar subscribed with a proxy certificate for `server_id`.
+    fn certified(
+        kind: &str,
+        pki: &Pki,
+        view_url: &str,
+        server_id: &str,
+        extra: &[String],
+        logs: &Path,
+    ) -> Self {
+        let subscription = Subscription::Certificate;
+        Self::start(kind, pki, view_url, server_id, subscription, extra, logs)
+    }
+
     /// A `deadbolt-sidecar postgres` with no database behind it, subscribed
     /// with the ServiceAccount token in `token_file`: ready once the operator
     /// has accepted the token (by TokenReview) and sent a snapshot.
@@ -300,15 +313,7 @@ impl Sidecar {
             extra.push("--label".to_string());
             extra.push(label.to_string());
         }
-        Self::start(
-            "kube",
-            pki,
-            view_url,
-            server_id,
-            Subscription::Certificate,
-            &extra,
-            logs,
-        )
+        Self::certified("kube", pki, view_url, server_id, &extra, logs)
     }
 
     /// `deadbolt-sidecar postgres` in front of `upstream`, labelled `env=e2e`.
@@ -328,15 +333,7 @@ impl Sidecar {
             "--label".to_string(),
             "env=e2e".to_string(),
         ];
-        Self::start(
-            "postgres",
-            pki,
-            view_url,
-            server_id,
-            Subscription::Certificate,
-            &extra,
-            logs,
-        )
+        Self::certified("postgres", pki, view_url, server_id, &extra, logs)
     }
 
     /// A kubeconfig reaching this kube proxy with `user`'s certificate.
