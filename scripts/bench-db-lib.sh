@@ -1,10 +1,31 @@
 # shellcheck shell=bash disable=SC2154,SC2034
 # (the variables named below are the sourcing script's)
 # What the database benches (bench-postgres.sh, bench-mysql.sh) share, sourced
-# by both: free ports, waiting, the Deadbolt PKI and AccessRole every path
-# uses, the operator and the sidecar as production runs them, and CPU ticks
-# from /proc. Expects $work (a temporary directory), $bin (release binaries)
-# and the array pids (what cleanup stops).
+# by both: installing Debian's packages, free ports, waiting, the Deadbolt PKI and AccessRole every path
+# uses, the operator and the sidecar as production runs them, the TCP relay
+# that prices a hop alone, and CPU ticks from /proc. Expects $work (a
+# temporary directory), $bin (release binaries) and the array pids (what
+# cleanup stops).
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# install_debs PACKAGE...: Debian's packages with apt-get, saying so; none of
+# the servers among them may start a system-wide instance (the benches start
+# their own).
+install_debs() {
+  [ $# -gt 0 ] || return 0
+  echo "==> installing $* (Debian's packages)"
+  export DEBIAN_FRONTEND=noninteractive
+  local policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod +x /usr/sbin/policy-rc.d
+    policy=/usr/sbin/policy-rc.d
+  fi
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  if [ -n "$policy" ]; then as_root rm -f "$policy"; fi
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_until() { local deadline=$((SECONDS + 30)); until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || return 1; sleep 0.2; done; }
@@ -69,4 +90,30 @@ start_deadbolt() {
     cat "$work/sidecar.log" "$work/operator.log" >&2
     exit 1
   fi
+}
+
+# start_relay UPSTREAM: HAProxy (Debian's package) in TCP mode on $relay_port
+# in front of UPSTREAM, a thread per core; sets relay_pid. It relays bytes and
+# reads none of them: the client's TLS goes through to the database as on the
+# direct path. The cheapest hop there is, so its ratio to direct is what the
+# extra hop alone costs on this machine, before any proxy's TLS and checks.
+start_relay() {
+  cat > "$work/haproxy.cfg" <<CFG
+global
+  maxconn 2000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 5m
+  timeout server 5m
+frontend bench
+  bind 127.0.0.1:$relay_port
+  default_backend database
+backend database
+  server database $1
+CFG
+  haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+  pids+=($!)
+  relay_pid=$!
+  wait_for bash -c "exec 3<>/dev/tcp/127.0.0.1/$relay_port"
 }

@@ -204,14 +204,13 @@ echo "API server $server (direct) and deadbolt-sidecar kube on 127.0.0.1:$proxy_
 if [ -n "$baseline_pid" ]; then
   echo "baseline: nghttpx on 127.0.0.1:$baseline_port (one thread, TLS both sides, no checks); printed below each row"
 fi
-# What the proxy sends upstream for the bench identity: the user, its
-# groups but system:authenticated, and a session id (fixed here; the proxy
-# sends one per request).
+# What the proxy sends upstream for the bench identity's GETs: the user and
+# its groups but system:authenticated (a session id goes along only for
+# registered sessions: watches, followed logs, exec, attach, port-forward).
 impersonation=(
   "Impersonate-User: system:serviceaccount:$ns:bench"
   "Impersonate-Group: system:serviceaccounts"
   "Impersonate-Group: system:serviceaccounts:$ns"
-  "Impersonate-Extra-deadbolt.dev%2Fsession-id: 5f0c2a4e-0d7b-4c55-9c1e-3b8f6a2d9e71"
 )
 if [ -n "${proxy_token:-}" ]; then
   echo "impersonated: straight to the API server as the proxy's ServiceAccount, impersonating the bench identity; printed below each row"

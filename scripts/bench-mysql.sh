@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# sysbench oltp_point_select through two paths, in one run: straight to
-# MariaDB, and through the Deadbolt MySQL sidecar. A private MariaDB (Debian's
-# mariadb-server) serves TLS with a certificate of a fresh Deadbolt CA; every
-# client connection uses TLS, as production would (Deadbolt with a client
-# certificate, the direct path with the password; the proxy logs in to MariaDB
-# over loopback with an upstream password file, as the PostgreSQL bench does).
-# Prints QPS per client count and the ratio, and the CPU the proxy and MariaDB
-# each spent per query, read from /proc: a busy machine shows up as lower QPS
-# at the same CPU per query, not as a regression. Stops every process it
-# started. Installs mariadb-server and sysbench with apt-get when missing.
+# sysbench oltp_point_select through three paths, in one run: straight to
+# MariaDB, through the Deadbolt MySQL sidecar, and through HAProxy in TCP mode
+# (a relay that reads nothing: the cost of the extra hop alone). A private
+# MariaDB (Debian's mariadb-server) serves TLS with a certificate of a fresh
+# Deadbolt CA; every client connection uses TLS, as production would (Deadbolt
+# with a client certificate; the direct and relayed paths with the password,
+# their TLS going through to MariaDB; the proxy logs in to MariaDB over
+# loopback with an upstream password file, as the PostgreSQL bench does).
+# Prints QPS per client count and the ratios, and the CPU each proxy and
+# MariaDB spent per query, read from /proc: a busy machine shows up as lower
+# QPS at the same CPU per query, not as a regression. Stops every process it
+# started. Installs mariadb-server, sysbench and haproxy with apt-get when
+# missing.
 #
 # Debian's sysbench (1.0.20) has no --mysql-ssl-cert/--mysql-ssl-key/
 # --mysql-ssl-ca (newer sysbench has them): --mysql-ssl=on makes it load
@@ -29,25 +32,14 @@ clients=${CLIENTS:-"1 16 64"}
 duration=${SECONDS_PER_RUN:-5}
 rows=10000
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=scripts/bench-db-lib.sh
+. "$repo/scripts/bench-db-lib.sh"
 missing_debs=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing_debs+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || missing_debs+=(mariadb-client)
 command -v sysbench >/dev/null 2>&1 || missing_debs+=(sysbench)
-if [ ${#missing_debs[@]} -gt 0 ]; then
-  echo "==> installing ${missing_debs[*]} (Debian's packages)"
-  export DEBIAN_FRONTEND=noninteractive
-  # The packaged server must not start a system-wide instance: this bench starts its own.
-  policy=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
-    as_root chmod +x /usr/sbin/policy-rc.d
-    policy=/usr/sbin/policy-rc.d
-  fi
-  as_root apt-get update -qq
-  as_root apt-get install -y -qq --no-install-recommends "${missing_debs[@]}" >/dev/null
-  if [ -n "$policy" ]; then as_root rm -f "$policy"; fi
-fi
+command -v haproxy >/dev/null 2>&1 || missing_debs+=(haproxy)
+install_debs "${missing_debs[@]}"
 mariadbd=$(command -v mariadbd || echo /usr/sbin/mariadbd)
 
 (cd "$repo" && cargo build -q --release -p deadbolt-operator -p deadbolt-sidecar --bins)
@@ -61,13 +53,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-# shellcheck source=scripts/bench-db-lib.sh
-. "$repo/scripts/bench-db-lib.sh"
 
 # Certificates: one Deadbolt CA signs MariaDB's and the proxy's server certificate and the client's.
 bench_pki bench-mysql
 # sysbench's fixed file names (see above), one directory per path.
-for path in direct deadbolt; do
+for path in direct relay deadbolt; do
   mkdir -p "$work/sysbench-$path"
   cp "$work/ca/ca.crt" "$work/sysbench-$path/cacert.pem"
   cp "$work/client.crt" "$work/sysbench-$path/client-cert.pem"
@@ -76,7 +66,7 @@ done
 
 # MariaDB as the test harness starts it (support/mariadb.rs): a private data
 # directory, the OS user as its root over the unix socket, TLS on loopback.
-db_port=$(free_port); proxy_port=$(free_port)
+db_port=$(free_port); proxy_port=$(free_port); relay_port=$(free_port)
 os_user=$(id -un)
 small=(--innodb-log-file-size=4M --innodb-buffer-pool-size=16M --tmpdir="$work/tmp")
 mkdir -p "$work/tmp"
@@ -97,25 +87,27 @@ sb=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=app --mysql-db=app --m
 (cd "$work/sysbench-direct" && sysbench oltp_point_select "${sb[@]}" --mysql-port="$db_port" --mysql-password=app-secret prepare >/dev/null)
 
 start_deadbolt mysql bench-mysql "127.0.0.1:$db_port"
+start_relay "127.0.0.1:$db_port"
 hz=$(getconf CLK_TCK)
 
 # TLS handshakes MariaDB completed: proof that the direct path is encrypted.
 tls_accepts() { sql "SHOW GLOBAL STATUS LIKE 'Ssl_finished_accepts'" | awk '{ print $2 }'; }
 
 run() { # run NAME CLIENTS -> "qps proxy_us_per_query mariadb_us_per_query"
-  local name=$1 n=$2 out port password="" proxy_before=0 proxy_after=0 db_before db_after tls_before
+  local name=$1 n=$2 out port password="" proxy_pid="" proxy_before=0 proxy_after=0 db_before db_after tls_before
   case $name in
     direct)   port=$db_port; password=app-secret ;;
-    deadbolt) port=$proxy_port ;; # the proxy authenticates the certificate; no password
+    relay)    port=$relay_port; password=app-secret; proxy_pid=$relay_pid ;;
+    deadbolt) port=$proxy_port; proxy_pid=$sidecar_pid ;; # the proxy authenticates the certificate; no password
   esac
   tls_before=$(tls_accepts)
-  db_before=$(ticks "$mariadb_pid"); [ "$name" = deadbolt ] && proxy_before=$(ticks "$sidecar_pid")
+  db_before=$(ticks "$mariadb_pid"); [ -n "$proxy_pid" ] && proxy_before=$(ticks "$proxy_pid")
   out=$(cd "$work/sysbench-$name" && sysbench oltp_point_select "${sb[@]}" --mysql-port="$port" --mysql-password="$password" \
           --threads="$n" --time="$duration" run 2>&1) || { echo "$out" >&2; exit 1; }
   sleep 0.5 # the sessions end
-  db_after=$(ticks "$mariadb_pid"); [ "$name" = deadbolt ] && proxy_after=$(ticks "$sidecar_pid")
-  if [ "$name" = direct ] && [ $(($(tls_accepts) - tls_before)) -lt "$n" ]; then
-    echo "sysbench did not use TLS to MariaDB" >&2; exit 1
+  db_after=$(ticks "$mariadb_pid"); [ -n "$proxy_pid" ] && proxy_after=$(ticks "$proxy_pid")
+  if [ "$name" != deadbolt ] && [ $(($(tls_accepts) - tls_before)) -lt "$n" ]; then
+    echo "sysbench did not use TLS to MariaDB on the $name path" >&2; exit 1
   fi
   local qps queries errors
   qps=$(grep -oP '^\s*queries:\s+[0-9]+\s+\(\K[0-9.]+(?= per sec)' <<<"$out") || { echo "$out" >&2; exit 1; }
@@ -126,19 +118,26 @@ run() { # run NAME CLIENTS -> "qps proxy_us_per_query mariadb_us_per_query"
     'BEGIN { printf "%s %.1f %.1f\n", qps, 1e6 * p / hz / q, 1e6 * m / hz / q }'
 }
 
-echo "sysbench oltp_point_select (1 table, $rows rows), $rounds rounds of ${duration}s per path, TLS on both paths," \
+echo "sysbench oltp_point_select (1 table, $rows rows), $rounds rounds of ${duration}s per path, TLS on every path," \
   "$(nproc) cores, proxy worker threads: ${DEADBOLT_WORKER_THREADS:-one per core}"
 echo "Medians over the rounds; the ratio: median (range) of the rounds' ratios."
-echo "CPU per query in microseconds: the proxy's (deadbolt-sidecar) and MariaDB's"
-printf '%8s %10s %10s %10s %24s\n' clients direct deadbolt "proxy-cpu" "deadbolt/direct"
+echo "relay: HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }') in TCP mode, a thread per core (TLS through to MariaDB)"
+echo "CPU per query in microseconds: each proxy's (deadbolt-sidecar, haproxy) and MariaDB's"
+printf '%8s %10s %10s %10s %10s %10s %24s %24s %24s\n' clients direct relay deadbolt "relay-cpu" "proxy-cpu" \
+  "relay/direct" "deadbolt/direct" "deadbolt/relay"
 for n in $clients; do
-  qps_d=(); qps_p=(); cpu_p=(); db_d=(); db_p=()
+  qps_d=(); qps_r=(); qps_p=(); cpu_r=(); cpu_p=(); db_d=(); db_r=(); db_p=()
   for ((round = 0; round < rounds; round++)); do
     read -r qps _ db < <(run direct "$n"); qps_d+=("$qps"); db_d+=("$db")
+    read -r qps cpu db < <(run relay "$n"); qps_r+=("$qps"); cpu_r+=("$cpu"); db_r+=("$db")
     read -r qps cpu db < <(run deadbolt "$n"); qps_p+=("$qps"); cpu_p+=("$cpu"); db_p+=("$db")
   done
+  mapfile -t relay_vs_direct < <(ratios "${qps_r[*]}" "${qps_d[*]}")
   mapfile -t vs_direct < <(ratios "${qps_p[*]}" "${qps_d[*]}")
-  printf '%8d %10.0f %10.0f %8.1fus %24s\n' "$n" "$(median "${qps_d[@]}")" "$(median "${qps_p[@]}")" \
-    "$(median "${cpu_p[@]}")" "$(spread %.1f%% "${vs_direct[@]}")"
-  echo "         MariaDB CPU per query: direct $(median "${db_d[@]}")us, via deadbolt $(median "${db_p[@]}")us"
+  mapfile -t vs_relay < <(ratios "${qps_p[*]}" "${qps_r[*]}")
+  printf '%8d %10.0f %10.0f %10.0f %8.1fus %8.1fus %24s %24s %24s\n' "$n" "$(median "${qps_d[@]}")" \
+    "$(median "${qps_r[@]}")" "$(median "${qps_p[@]}")" "$(median "${cpu_r[@]}")" "$(median "${cpu_p[@]}")" \
+    "$(spread %.1f%% "${relay_vs_direct[@]}")" "$(spread %.1f%% "${vs_direct[@]}")" "$(spread %.1f%% "${vs_relay[@]}")"
+  echo "         MariaDB CPU per query: direct $(median "${db_d[@]}")us, via relay $(median "${db_r[@]}")us," \
+    "via deadbolt $(median "${db_p[@]}")us"
 done

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# pgbench select-only through three paths, in one run: straight to PostgreSQL,
-# through the Deadbolt Postgres sidecar, and through pgbouncer (session mode).
-# Every path uses TLS from the client, as production would. Both proxies log
+# pgbench select-only through four paths, in one run: straight to PostgreSQL,
+# through the Deadbolt Postgres sidecar, through pgbouncer (session mode), and
+# through HAProxy in TCP mode (a relay that reads nothing, the client's TLS
+# going through to PostgreSQL: the cost of the extra hop alone). Every path
+# uses TLS from the client, as production would. Both proxies log
 # in to PostgreSQL over loopback the same way: without TLS by default, as an
 # injected sidecar next to its database does, or both with TLS (verified
 # against the bench CA) with UPSTREAM_TLS=on. Prints TPS per
 # client count and the ratios, and the CPU each path spent per transaction
 # (the proxy's, and PostgreSQL's own), read from /proc: a busy machine shows
 # up as lower TPS at the same CPU per transaction, not as a regression.
-# Stops every process it started, pgbouncer included.
+# Stops every process it started, pgbouncer included. Installs haproxy with
+# apt-get when missing.
 #
 #   ./scripts/bench-postgres.sh            # 1, 16 and 64 clients, 3 rounds of 5 s each
 #   CLIENTS="1 16" SECONDS_PER_RUN=10 ROUNDS=5 ./scripts/bench-postgres.sh
@@ -24,6 +27,10 @@ case $upstream_tls in
   off|on) ;;
   *) echo "UPSTREAM_TLS must be off or on, not ${upstream_tls}" >&2; exit 2 ;;
 esac
+
+# shellcheck source=scripts/bench-db-lib.sh
+. "$repo/scripts/bench-db-lib.sh"
+command -v haproxy >/dev/null 2>&1 || install_debs haproxy
 
 (cd "$repo" && cargo build -q --release -p deadbolt-operator -p deadbolt-sidecar --bins)
 bin=$repo/target/release
@@ -43,13 +50,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-# shellcheck source=scripts/bench-db-lib.sh
-. "$repo/scripts/bench-db-lib.sh"
 
-# Certificates: one Deadbolt CA signs the server certificates of all three paths and the client's.
+# Certificates: one Deadbolt CA signs the server certificates of every path and the client's.
 bench_pki bench-postgres
 
-pg_port=$(free_port); proxy_port=$(free_port); bouncer_port=$(free_port)
+pg_port=$(free_port); proxy_port=$(free_port); bouncer_port=$(free_port); relay_port=$(free_port)
 echo postgres-secret > "$work/pgpass"
 cp "$work/server.crt" "$work/pg-server.crt"; cp "$work/server.key" "$work/pg-server.key"
 [ "$(id -u)" = 0 ] && chown -R postgres "$work"
@@ -97,6 +102,7 @@ as_pg "$pgbouncer" -q "$work/pgbouncer.ini" &
 pids+=($!)
 wait_for env PGPASSWORD=app-secret psql "host=127.0.0.1 port=$bouncer_port user=app dbname=app sslmode=require" -XAtc "select 1"
 wait_for test -s "$work/pgbouncer.pid"
+start_relay "127.0.0.1:$pg_port"
 postmaster=$(head -n 1 "$work/pg/postmaster.pid")
 bouncer_pid=$(cat "$work/pgbouncer.pid")
 hz=$(getconf CLK_TCK)
@@ -115,6 +121,7 @@ run() { # run NAME CLIENTS -> "tps proxy_us_per_txn postgres_us_per_txn"
   case $name in
     deadbolt) proxy_pid=$sidecar_pid ;;
     pgbouncer) proxy_pid=$bouncer_pid ;;
+    relay) proxy_pid=$relay_pid ;;
   esac
   local pg_before proxy_before=0 pg_after proxy_after=0
   pg_before=$(pg_ticks); [ -n "$proxy_pid" ] && proxy_before=$(ticks "$proxy_pid")
@@ -123,6 +130,7 @@ run() { # run NAME CLIENTS -> "tps proxy_us_per_txn postgres_us_per_txn"
     deadbolt) out=$(PGSSLMODE=verify-full PGSSLROOTCERT="$work/ca/ca.crt" PGSSLCERT="$work/client.crt" PGSSLKEY="$work/client.key" \
                     "$pg_bin/pgbench" -n -S -c "$n" -j "$j" -T "$duration" -h localhost -p "$proxy_port" -U app app 2>&1) ;;
     pgbouncer) out=$(PGSSLMODE=require PGPASSWORD=app-secret "$pg_bin/pgbench" -n -S -c "$n" -j "$j" -T "$duration" -h 127.0.0.1 -p "$bouncer_port" -U app app 2>&1) ;;
+    relay)    out=$(PGSSLMODE=require PGPASSWORD=app-secret "$pg_bin/pgbench" -n -S -c "$n" -j "$j" -T "$duration" -h 127.0.0.1 -p "$relay_port" -U app app 2>&1) ;;
   esac
   sleep 0.5 # the backends exit and are reaped
   pg_after=$(pg_ticks); [ -n "$proxy_pid" ] && proxy_after=$(ticks "$proxy_pid")
@@ -136,20 +144,25 @@ run() { # run NAME CLIENTS -> "tps proxy_us_per_txn postgres_us_per_txn"
 echo "pgbench -S (select-only), $rounds rounds of ${duration}s per path, -j $threads, TLS from every client," \
   "proxies' TLS to PostgreSQL $upstream_tls, $(nproc) cores"
 echo "Medians over the rounds; ratios: median (range) of the rounds' ratios."
-echo "CPU per transaction in microseconds: the proxy's (deadbolt-sidecar, pgbouncer) and PostgreSQL's"
-printf '%8s %10s %10s %10s %9s %9s %24s %24s\n' clients direct deadbolt pgbouncer "proxy-cpu" "pgb-cpu" "deadbolt/direct" "deadbolt/pgbouncer"
+echo "relay: HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }') in TCP mode, a thread per core (TLS through to PostgreSQL)"
+echo "CPU per transaction in microseconds: each proxy's (deadbolt-sidecar, pgbouncer, haproxy) and PostgreSQL's"
+printf '%8s %10s %10s %10s %10s %9s %9s %9s %24s %24s %24s\n' clients direct deadbolt pgbouncer relay \
+  "proxy-cpu" "pgb-cpu" "relay-cpu" "deadbolt/direct" "deadbolt/pgbouncer" "relay/direct"
 for n in $clients; do
-  tps_d=(); tps_p=(); tps_b=(); cpu_p=(); cpu_b=(); pg_d=(); pg_p=(); pg_b=()
+  tps_d=(); tps_p=(); tps_b=(); tps_r=(); cpu_p=(); cpu_b=(); cpu_r=(); pg_d=(); pg_p=(); pg_b=(); pg_r=()
   for ((round = 0; round < rounds; round++)); do
     read -r tps _ pg < <(run direct "$n"); tps_d+=("$tps"); pg_d+=("$pg")
     read -r tps cpu pg < <(run deadbolt "$n"); tps_p+=("$tps"); cpu_p+=("$cpu"); pg_p+=("$pg")
     read -r tps cpu pg < <(run pgbouncer "$n"); tps_b+=("$tps"); cpu_b+=("$cpu"); pg_b+=("$pg")
+    read -r tps cpu pg < <(run relay "$n"); tps_r+=("$tps"); cpu_r+=("$cpu"); pg_r+=("$pg")
   done
   mapfile -t vs_direct < <(ratios "${tps_p[*]}" "${tps_d[*]}")
   mapfile -t vs_bouncer < <(ratios "${tps_p[*]}" "${tps_b[*]}")
-  printf '%8d %10.0f %10.0f %10.0f %7.1fus %7.1fus %24s %24s\n' "$n" "$(median "${tps_d[@]}")" "$(median "${tps_p[@]}")" \
-    "$(median "${tps_b[@]}")" "$(median "${cpu_p[@]}")" "$(median "${cpu_b[@]}")" \
-    "$(spread %.1f%% "${vs_direct[@]}")" "$(spread %.1f%% "${vs_bouncer[@]}")"
+  mapfile -t relay_vs_direct < <(ratios "${tps_r[*]}" "${tps_d[*]}")
+  printf '%8d %10.0f %10.0f %10.0f %10.0f %7.1fus %7.1fus %7.1fus %24s %24s %24s\n' "$n" "$(median "${tps_d[@]}")" \
+    "$(median "${tps_p[@]}")" "$(median "${tps_b[@]}")" "$(median "${tps_r[@]}")" \
+    "$(median "${cpu_p[@]}")" "$(median "${cpu_b[@]}")" "$(median "${cpu_r[@]}")" \
+    "$(spread %.1f%% "${vs_direct[@]}")" "$(spread %.1f%% "${vs_bouncer[@]}")" "$(spread %.1f%% "${relay_vs_direct[@]}")"
   echo "         PostgreSQL CPU per transaction: direct $(median "${pg_d[@]}")us," \
-    "via deadbolt $(median "${pg_p[@]}")us, via pgbouncer $(median "${pg_b[@]}")us"
+    "via deadbolt $(median "${pg_p[@]}")us, via pgbouncer $(median "${pg_b[@]}")us, via relay $(median "${pg_r[@]}")us"
 done
