@@ -1,42 +1,14 @@
 # shellcheck shell=bash disable=SC2154,SC2034
 # (the variables named below are the sourcing script's)
 # What the database benches (bench-postgres.sh, bench-mysql.sh) share, sourced
-# by both: installing Debian's packages, free ports, waiting, the Deadbolt PKI and AccessRole every path
-# uses, the operator and the sidecar as production runs them, the TCP relay
-# that prices a hop alone, and CPU ticks from /proc. Expects $work (a
+# by both: the Deadbolt PKI and AccessRole every path uses, the operator and
+# the sidecar as production runs them, and the TCP relay that prices a hop
+# alone; with scripts/bench-lib.sh, what every bench shares. Expects $work (a
 # temporary directory), $bin (release binaries) and the array pids (what
 # cleanup stops).
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-# install_debs PACKAGE...: Debian's packages with apt-get, saying so; none of
-# the servers among them may start a system-wide instance (the benches start
-# their own).
-install_debs() {
-  [ $# -gt 0 ] || return 0
-  echo "==> installing $* (Debian's packages)"
-  export DEBIAN_FRONTEND=noninteractive
-  local policy=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
-    as_root chmod +x /usr/sbin/policy-rc.d
-    policy=/usr/sbin/policy-rc.d
-  fi
-  as_root apt-get update -qq
-  as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-  if [ -n "$policy" ]; then as_root rm -f "$policy"; fi
-}
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_until() { local deadline=$((SECONDS + 30)); until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || return 1; sleep 0.2; done; }
-wait_for() { wait_until "$@" || { echo "timed out: $*" >&2; exit 1; }; }
-
-# Rounds, medians and same-round ratios.
-# shellcheck source=scripts/bench-rounds.sh
-. "$repo/scripts/bench-rounds.sh"
-
-# CPU ticks of a process (all its threads) and of its reaped children.
-ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# shellcheck source=scripts/bench-lib.sh
+. "$repo/scripts/bench-lib.sh"
 
 # bench_pki SERVER_ID: one Deadbolt CA signing the server certificate every
 # path serves ($work/server.*), the proxy's lock-view certificate
@@ -86,7 +58,7 @@ start_deadbolt() {
   pids+=($!)
   sidecar_pid=$!
   if ! wait_until curl -sf "http://127.0.0.1:$metrics_port/readyz"; then
-    echo "deadbolt-sidecar $kind did not become ready within 30 s; its log and the operator's:" >&2
+    echo "deadbolt-sidecar $kind did not become ready within 60 s; its log and the operator's:" >&2
     cat "$work/sidecar.log" "$work/operator.log" >&2
     exit 1
   fi

@@ -17,7 +17,7 @@
 # nghttpx come from Debian's nghttp2-client and nghttp2-proxy, installed when
 # missing.
 #
-# Each client count is measured in rounds (scripts/bench-rounds.sh): medians,
+# Each client count is measured in rounds (scripts/bench-lib.sh): medians,
 # and the median and range of the ratios of paths measured in the same round.
 #
 #   ./scripts/bench-kube-api.sh                    # 8 and 32 clients, 3 rounds of 10,000 requests per path
@@ -31,30 +31,23 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 clients=${CLIENTS:-"8 32"}
 requests=${REQUESTS:-10000}
-# shellcheck source=scripts/bench-rounds.sh
-. "$repo/scripts/bench-rounds.sh"
+# shellcheck source=scripts/bench-lib.sh
+. "$repo/scripts/bench-lib.sh"
 case ${UPSTREAM_AUTH:=token} in
   token | kubeconfig) ;;
   *) echo "UPSTREAM_AUTH is token (the default) or kubeconfig, not ${UPSTREAM_AUTH}" >&2; exit 2 ;;
 esac
 export PATH="$repo/.tools/bin:$PATH"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-if ! command -v h2load >/dev/null; then
-  echo "==> installing h2load (Debian's nghttp2-client)"
-  as_root apt-get install -y -qq --no-install-recommends nghttp2-client >/dev/null
-fi
-if ! command -v nghttpx >/dev/null && [ ! -x /usr/sbin/nghttpx ]; then
-  echo "==> installing nghttpx (Debian's nghttp2-proxy), the baseline proxy"
-  as_root apt-get install -y -qq --no-install-recommends nghttp2-proxy >/dev/null
-fi
+# h2load, nghttpx (the baseline proxy) and PyYAML (to pick the chart's RBAC).
+missing_debs=()
+command -v h2load >/dev/null || missing_debs+=(nghttp2-client)
+command -v nghttpx >/dev/null || [ -x /usr/sbin/nghttpx ] || missing_debs+=(nghttp2-proxy)
+python3 -c 'import yaml' 2>/dev/null || missing_debs+=(python3-yaml)
+install_debs "${missing_debs[@]}"
 nghttpx=$(command -v nghttpx || echo /usr/sbin/nghttpx)
 if ! command -v kubectl >/dev/null || ! command -v helm >/dev/null; then
   "$repo/scripts/install-tools.sh"
-fi
-if ! python3 -c 'import yaml' 2>/dev/null; then
-  echo "==> installing PyYAML (Debian's python3-yaml), to pick the chart's RBAC"
-  as_root apt-get install -y -qq --no-install-recommends python3-yaml >/dev/null
 fi
 
 (cd "$repo" && cargo build -q --release -p deadbolt-operator -p deadbolt-sidecar --bins)
@@ -77,8 +70,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { local deadline=$((SECONDS + 60)); until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || { echo "timed out: $*" >&2; exit 1; }; sleep 0.2; done; }
 
 if [ -z "${KUBECONFIG:-}" ]; then
   [ -f "$repo/../shared/k8s/up.sh" ] || { echo "SKIPPED: no KUBECONFIG and no ../shared/k8s kit"; exit 0; }
@@ -174,7 +165,6 @@ if [ -s "$work/server-ca.crt" ]; then
 fi
 
 hz=$(getconf CLK_TCK)
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # The API server's and etcd's CPU, when they run here (the kit, or a local cluster).
 server_pids=$(pgrep -x kube-apiserver; pgrep -x etcd) || true

@@ -1,0 +1,56 @@
+# shellcheck shell=bash
+# What every bench script shares (bench-postgres.sh and bench-mysql.sh through
+# bench-db-lib.sh, and bench-kube-api.sh): installing Debian's packages, free
+# ports, waiting, CPU ticks from /proc, and measuring in rounds. Each case is
+# measured ROUNDS times (default 3), the paths taking turns within a round, so
+# a slow spell of a shared machine lands on every path alike; the tables print
+# each path's median and the median (and range) of the ratios of paths
+# measured in the same round.
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# install_debs PACKAGE...: Debian's packages with apt-get, saying so; none of
+# the servers among them may start a system-wide instance (the benches start
+# their own).
+install_debs() {
+  [ $# -gt 0 ] || return 0
+  echo "==> installing $* (Debian's packages)"
+  export DEBIAN_FRONTEND=noninteractive
+  local policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod +x /usr/sbin/policy-rc.d
+    policy=/usr/sbin/policy-rc.d
+  fi
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  if [ -n "$policy" ]; then as_root rm -f "$policy"; fi
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_until() { local deadline=$((SECONDS + 60)); until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || return 1; sleep 0.2; done; }
+wait_for() { wait_until "$@" || { echo "timed out: $*" >&2; exit 1; }; }
+
+# CPU ticks of a process (all its threads) and of its reaped children.
+ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# Rounds, medians and same-round ratios.
+rounds=${ROUNDS:-3}
+case $rounds in
+  '' | *[!0-9]* | 0) echo "ROUNDS must be a positive number, not ${rounds}" >&2; exit 2 ;;
+esac
+
+# median V...: the middle value (the mean of the two middle ones for an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# ratios A B: the per-round ratios A[i]/B[i] of two space-separated lists,
+# times SCALE (default 100: percentages).
+ratios() { awk -v a="$1" -v b="$2" -v scale="${3:-100}" 'BEGIN { n = split(a, x, " "); split(b, y, " "); for (i = 1; i <= n; i++) printf "%.2f\n", scale * x[i] / y[i] }'; }
+
+# spread FORMAT V...: "median (min–max)" of the values, each printed with FORMAT.
+spread() {
+  local format=$1 sorted; shift
+  sorted=$(printf '%s\n' "$@" | sort -g)
+  # shellcheck disable=SC2059 # the format is the caller's
+  printf "$format ($format–$format)" "$(median "$@")" "$(head -n 1 <<<"$sorted")" "$(tail -n 1 <<<"$sorted")"
+}
