@@ -2,10 +2,9 @@
 # (the variables named below are the sourcing script's)
 # What the database benches (bench-postgres.sh, bench-mysql.sh) share, sourced
 # by both: the Deadbolt PKI and AccessRole every path uses, the operator and
-# the sidecar as production runs them, and the TCP relay that prices a hop
-# alone; with scripts/bench-lib.sh, what every bench shares. Expects $work (a
-# temporary directory), $bin (release binaries) and the array pids (what
-# cleanup stops).
+# the sidecar as production runs them; with scripts/bench-lib.sh, what every
+# bench shares. Expects $work (a temporary directory), $bin (release
+# binaries) and the array pids (what cleanup stops).
 
 # shellcheck source=scripts/bench-lib.sh
 . "$repo/scripts/bench-lib.sh"
@@ -62,30 +61,4 @@ start_deadbolt() {
     cat "$work/sidecar.log" "$work/operator.log" >&2
     exit 1
   fi
-}
-
-# start_relay UPSTREAM: HAProxy (Debian's package) in TCP mode on $relay_port
-# in front of UPSTREAM, a thread per core; sets relay_pid. It relays bytes and
-# reads none of them: the client's TLS goes through to the database as on the
-# direct path. The cheapest hop there is, so its ratio to direct is what the
-# extra hop alone costs on this machine, before any proxy's TLS and checks.
-start_relay() {
-  cat > "$work/haproxy.cfg" <<CFG
-global
-  maxconn 2000
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 5m
-  timeout server 5m
-frontend bench
-  bind 127.0.0.1:$relay_port
-  default_backend database
-backend database
-  server database $1
-CFG
-  haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
-  pids+=($!)
-  relay_pid=$!
-  wait_for bash -c "exec 3<>/dev/tcp/127.0.0.1/$relay_port"
 }

@@ -7,15 +7,16 @@
 # when the API server and etcd run on this machine, also their CPU per 1,000
 # requests on each path. The baseline is nghttpx, a TLS HTTP/2 reverse proxy
 # in C that checks nothing and passes the token through, on the same run:
-# what any extra hop costs here. With the proxy's ServiceAccount token (the
-# default) a third path goes straight to the API server as that
+# what any extra hop costs here; and HAProxy relaying TCP, TLS end to end:
+# the hop alone. With the proxy's ServiceAccount token (the
+# default) a further path goes straight to the API server as that
 # ServiceAccount, with the impersonation headers the proxy sends for the
 # bench identity: what impersonation alone costs the API server.
 #
 # The cluster is the one KUBECONFIG names, or else a private kube-apiserver
-# started from ../shared/k8s (the CI kit) and stopped at the end. h2load and
-# nghttpx come from Debian's nghttp2-client and nghttp2-proxy, installed when
-# missing.
+# started from ../shared/k8s (the CI kit) and stopped at the end. h2load,
+# nghttpx and haproxy come from Debian's nghttp2-client, nghttp2-proxy and
+# haproxy, installed when missing.
 #
 # Each client count is measured in rounds (scripts/bench-lib.sh): medians,
 # and the median and range of the ratios of paths measured in the same round.
@@ -39,10 +40,11 @@ case ${UPSTREAM_AUTH:=token} in
 esac
 export PATH="$repo/.tools/bin:$PATH"
 
-# h2load, nghttpx (the baseline proxy) and PyYAML (to pick the chart's RBAC).
+# h2load, nghttpx (the baseline proxy), haproxy (the relay) and PyYAML (to pick the chart's RBAC).
 missing_debs=()
 command -v h2load >/dev/null || missing_debs+=(nghttp2-client)
 command -v nghttpx >/dev/null || [ -x /usr/sbin/nghttpx ] || missing_debs+=(nghttp2-proxy)
+command -v haproxy >/dev/null || missing_debs+=(haproxy)
 python3 -c 'import yaml' 2>/dev/null || missing_debs+=(python3-yaml)
 install_debs "${missing_debs[@]}"
 nghttpx=$(command -v nghttpx || echo /usr/sbin/nghttpx)
@@ -189,11 +191,17 @@ bench() {
     printf "%s %.2f %.2f\n", rps, v[int(NR * 0.50) + 1] / 1000, v[int(NR * 0.99) + 1] / 1000 }'
 }
 
+# The cheapest hop: HAProxy relaying TCP, TLS end to end with the API server.
+relay_port=$(free_port)
+start_relay "$server_host:$server_port"
+
 echo "h2load GET $path, $rounds rounds of $requests requests per path, one ServiceAccount token, $(nproc) cores"
 echo "API server $server (direct) and deadbolt-sidecar kube on 127.0.0.1:$proxy_port (--token-review, upstream credentials: $UPSTREAM_AUTH)"
+echo "Below each row:"
 if [ -n "$baseline_pid" ]; then
-  echo "baseline: nghttpx on 127.0.0.1:$baseline_port (one thread, TLS both sides, no checks); printed below each row"
+  echo "  nghttpx on 127.0.0.1:$baseline_port, a baseline proxy (one thread, TLS both sides, no checks)"
 fi
+echo "  relay: HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }') in TCP mode on 127.0.0.1:$relay_port (a thread per core, TLS through to the API server)"
 # What the proxy sends upstream for the bench identity's GETs: the user and
 # its groups but system:authenticated (a session id goes along only for
 # registered sessions: watches, followed logs, exec, attach, port-forward).
@@ -203,7 +211,7 @@ impersonation=(
   "Impersonate-Group: system:serviceaccounts:$ns"
 )
 if [ -n "${proxy_token:-}" ]; then
-  echo "impersonated: straight to the API server as the proxy's ServiceAccount, impersonating the bench identity; printed below each row"
+  echo "  imperson: straight to the API server as the proxy's ServiceAccount, impersonating the bench identity"
   code=$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $proxy_token" "${impersonation[@]/#/-H}" "$server$path")
   [ "$code" = 200 ] || { echo "the impersonated request was answered $code" >&2; exit 1; }
 fi
@@ -211,10 +219,52 @@ echo "Medians over the rounds; ratios: median (range) of the rounds' ratios; CPU
 printf '%8s %11s %11s %18s %10s %10s %10s %10s %9s %14s %9s %17s\n' \
   clients direct-rps proxy-rps ratio "p50-direct" "p50-proxy" "p99-direct" "p99-proxy" "p50-added" "proxy-cpu/1k" proxy-rss \
   "server-cpu/1k"
+
+# measure PATH URL CLIENTS PID [TOKEN [HEADER...]]: one h2load run of the
+# path; appends its req/s and p50 to PATH_rps and PATH_p50, and adds the CPU
+# ticks of PID (none when empty) and of the API server to PATH_cpu and
+# PATH_server.
+measure() {
+  local name=$1 url=$2 n=$3 pid=$4 before=0 server_before rps p50
+  shift 4
+  server_before=$(server_ticks)
+  [ -z "$pid" ] || before=$(ticks "$pid")
+  read -r rps p50 _ < <(bench "$url" "$n" "$@")
+  # shellcheck disable=SC2178 # names of the path's variables
+  local -n path_rps=${name}_rps path_p50=${name}_p50 path_cpu=${name}_cpu path_server=${name}_server
+  path_rps+=("$rps"); path_p50+=("$p50")
+  [ -z "$pid" ] || path_cpu=$((path_cpu + $(ticks "$pid") - before))
+  path_server=$((path_server + $(server_ticks) - server_before))
+}
+
+# row PATH LABEL [VERSUS]: the line of a path below its client count's: req/s,
+# its ratio to direct, p50 and p50 added, its CPU per 1,000 requests (when it
+# is a process here) and the API server's; VERSUS: a last column.
+row() {
+  local name=$1 label=$2 versus=${3:-}
+  # shellcheck disable=SC2178 # names of the path's variables
+  local -n path_rps=${name}_rps path_p50=${name}_p50 path_cpu=${name}_cpu path_server=${name}_server
+  mapfile -t vs_direct < <(ratios "${path_rps[*]}" "${direct_rps[*]}" 1)
+  awk -v label="$label" -v r="$(median "${path_rps[@]}")" -v ratio="$(spread %.2f "${vs_direct[@]}")" \
+      -v d50="$(median "${direct_p50[@]}")" -v p50="$(median "${path_p50[@]}")" -v cpu="$path_cpu" -v hz="$hz" \
+      -v req="$total" -v server="$path_server" -v local_server="${server_pids:+1}" -v versus="$versus" \
+    'BEGIN { printf "%8s %11s %11.0f %18s %10s %8.2fms %10s %10s %7.2fms", label, "", r, ratio, "", p50, "", "", p50 - d50
+             if (cpu != "") printf " %12.3fs %9s", 1000 * cpu / hz / req, ""; else printf " %14s %9s", "", ""
+             if (local_server) printf " %16.3fs", 1000 * server / hz / req
+             if (versus != "") printf "   %s", versus
+             printf "\n" }'
+}
+
 bench "https://127.0.0.1:$proxy_port$path" 4 >/dev/null # warm the connections and the token cache
 for n in $clients; do
-  d_rps=(); d_p50=(); d_p99=(); p_rps=(); p_p50=(); p_p99=(); b_rps=(); b_p50=(); i_rps=(); i_p50=()
-  server_direct=0; server_proxied=0; server_baseline=0; server_impersonated=0; cpu=0; b_cpu=0
+  direct_rps=(); direct_p50=(); direct_server=0; d_p99=()
+  proxy_rps=(); proxy_p50=(); proxy_cpu=0; proxy_server=0; p_p99=()
+  # shellcheck disable=SC2034 # measure and row reach these by name
+  {
+    baseline_rps=(); baseline_p50=(); baseline_cpu=0; baseline_server=0
+    relay_rps=(); relay_p50=(); relay_cpu=0; relay_server=0
+    imperson_rps=(); imperson_p50=(); imperson_cpu=""; imperson_server=0
+  }
   if [ -n "${PROFILE:-}" ]; then
     # DWARF unwinding: release builds keep no frame pointers.
     perf record -F 999 --call-graph dwarf,16384 -o "$repo/target/perf-kube-proxy-$n.data" -p "$proxy_pid" >/dev/null 2>&1 &
@@ -224,58 +274,38 @@ for n in $clients; do
   for ((round = 0; round < rounds; round++)); do
     server_before=$(server_ticks)
     read -r rps p50 p99 < <(bench "$server$path" "$n")
-    d_rps+=("$rps"); d_p50+=("$p50"); d_p99+=("$p99")
-    server_direct=$((server_direct + $(server_ticks) - server_before))
+    direct_rps+=("$rps"); direct_p50+=("$p50"); d_p99+=("$p99")
+    direct_server=$((direct_server + $(server_ticks) - server_before))
     server_before=$(server_ticks)
     before=$(ticks "$proxy_pid")
     read -r rps p50 p99 < <(bench "https://127.0.0.1:$proxy_port$path" "$n")
-    p_rps+=("$rps"); p_p50+=("$p50"); p_p99+=("$p99")
-    cpu=$((cpu + $(ticks "$proxy_pid") - before))
-    server_proxied=$((server_proxied + $(server_ticks) - server_before))
+    proxy_rps+=("$rps"); proxy_p50+=("$p50"); p_p99+=("$p99")
+    proxy_cpu=$((proxy_cpu + $(ticks "$proxy_pid") - before))
+    proxy_server=$((proxy_server + $(server_ticks) - server_before))
     if [ -n "$baseline_pid" ]; then
-      before=$(ticks "$baseline_pid")
-      server_before=$(server_ticks)
-      read -r rps p50 _ < <(bench "https://127.0.0.1:$baseline_port$path" "$n")
-      b_rps+=("$rps"); b_p50+=("$p50")
-      b_cpu=$((b_cpu + $(ticks "$baseline_pid") - before))
-      server_baseline=$((server_baseline + $(server_ticks) - server_before))
+      measure baseline "https://127.0.0.1:$baseline_port$path" "$n" "$baseline_pid"
     fi
+    measure relay "https://127.0.0.1:$relay_port$path" "$n" "$relay_pid"
     if [ -n "${proxy_token:-}" ]; then
-      server_before=$(server_ticks)
-      read -r rps p50 _ < <(bench "$server$path" "$n" "$proxy_token" "${impersonation[@]}")
-      i_rps+=("$rps"); i_p50+=("$p50")
-      server_impersonated=$((server_impersonated + $(server_ticks) - server_before))
+      measure imperson "$server$path" "$n" "" "$proxy_token" "${impersonation[@]}"
     fi
   done
   if [ -n "${PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
-  mapfile -t proxy_vs_direct < <(ratios "${p_rps[*]}" "${d_rps[*]}" 1)
+  mapfile -t proxy_vs_direct < <(ratios "${proxy_rps[*]}" "${direct_rps[*]}" 1)
   total=$((requests * rounds))
-  awk -v n="$n" -v dr="$(median "${d_rps[@]}")" -v pr="$(median "${p_rps[@]}")" -v ratio="$(spread %.2f "${proxy_vs_direct[@]}")" \
-      -v d50="$(median "${d_p50[@]}")" -v p50="$(median "${p_p50[@]}")" -v d99="$(median "${d_p99[@]}")" -v p99="$(median "${p_p99[@]}")" \
-      -v cpu="$cpu" -v hz="$hz" -v req="$total" -v rss="$(rss_kib "$proxy_pid")" \
-      -v sd="$server_direct" -v sp="$server_proxied" -v local_server="${server_pids:+1}" \
+  awk -v n="$n" -v dr="$(median "${direct_rps[@]}")" -v pr="$(median "${proxy_rps[@]}")" -v ratio="$(spread %.2f "${proxy_vs_direct[@]}")" \
+      -v d50="$(median "${direct_p50[@]}")" -v p50="$(median "${proxy_p50[@]}")" -v d99="$(median "${d_p99[@]}")" -v p99="$(median "${p_p99[@]}")" \
+      -v cpu="$proxy_cpu" -v hz="$hz" -v req="$total" -v rss="$(rss_kib "$proxy_pid")" \
+      -v sd="$direct_server" -v sp="$proxy_server" -v local_server="${server_pids:+1}" \
     'BEGIN { printf "%8d %11.0f %11.0f %18s %8.2fms %8.2fms %8.2fms %8.2fms %7.2fms %12.3fs %7.1fMiB",
              n, dr, pr, ratio, d50, p50, d99, p99, p50 - d50, 1000 * cpu / hz / req, rss / 1024
              if (local_server) printf " %6.3fs → %6.3fs", 1000 * sd / hz / req, 1000 * sp / hz / req
              printf "\n" }'
   if [ -n "$baseline_pid" ]; then
-    mapfile -t baseline_vs_direct < <(ratios "${b_rps[*]}" "${d_rps[*]}" 1)
-    mapfile -t proxy_vs_baseline < <(ratios "${p_rps[*]}" "${b_rps[*]}" 1)
-    awk -v br="$(median "${b_rps[@]}")" -v ratio="$(spread %.2f "${baseline_vs_direct[@]}")" \
-        -v d50="$(median "${d_p50[@]}")" -v b50="$(median "${b_p50[@]}")" -v cpu="$b_cpu" -v hz="$hz" -v req="$total" \
-        -v versus="$(spread %.2f "${proxy_vs_baseline[@]}")" -v sb="$server_baseline" -v local_server="${server_pids:+1}" \
-      'BEGIN { printf "%8s %11s %11.0f %18s %10s %8.2fms %10s %10s %7.2fms %12.3fs %9s", "nghttpx", "", br, ratio, "", b50, "", "", b50 - d50,
-                 1000 * cpu / hz / req, ""
-               if (local_server) printf " %16.3fs", 1000 * sb / hz / req
-               printf "   deadbolt/nghttpx %s\n", versus }'
+    mapfile -t proxy_vs_baseline < <(ratios "${proxy_rps[*]}" "${baseline_rps[*]}" 1)
+    row baseline nghttpx "deadbolt/nghttpx $(spread %.2f "${proxy_vs_baseline[@]}")"
   fi
-  if [ -n "${proxy_token:-}" ]; then
-    mapfile -t impersonated_vs_direct < <(ratios "${i_rps[*]}" "${d_rps[*]}" 1)
-    awk -v ir="$(median "${i_rps[@]}")" -v ratio="$(spread %.2f "${impersonated_vs_direct[@]}")" \
-        -v d50="$(median "${d_p50[@]}")" -v i50="$(median "${i_p50[@]}")" -v si="$server_impersonated" -v hz="$hz" \
-        -v req="$total" -v local_server="${server_pids:+1}" \
-      'BEGIN { printf "%8s %11s %11.0f %18s %10s %8.2fms %10s %10s %7.2fms %14s %9s", "imperson", "", ir, ratio, "", i50, "", "", i50 - d50, "", ""
-               if (local_server) printf " %16.3fs", 1000 * si / hz / req
-               printf "\n" }'
-  fi
+  mapfile -t proxy_vs_relay < <(ratios "${proxy_rps[*]}" "${relay_rps[*]}" 1)
+  row relay relay "deadbolt/relay $(spread %.2f "${proxy_vs_relay[@]}")"
+  if [ -n "${proxy_token:-}" ]; then row imperson imperson; fi
 done

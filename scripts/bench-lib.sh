@@ -1,11 +1,12 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154,SC2034
+# (start_relay uses and sets variables of the sourcing script)
 # What every bench script shares (bench-postgres.sh and bench-mysql.sh through
 # bench-db-lib.sh, and bench-kube-api.sh): installing Debian's packages, free
-# ports, waiting, CPU ticks from /proc, and measuring in rounds. Each case is
-# measured ROUNDS times (default 3), the paths taking turns within a round, so
-# a slow spell of a shared machine lands on every path alike; the tables print
-# each path's median and the median (and range) of the ratios of paths
-# measured in the same round.
+# ports, waiting, CPU ticks from /proc, the TCP relay that prices a hop alone,
+# and measuring in rounds. Each case is measured ROUNDS times (default 3), the
+# paths taking turns within a round, so a slow spell of a shared machine lands
+# on every path alike; the tables print each path's median and the median (and
+# range) of the ratios of paths measured in the same round.
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -33,6 +34,33 @@ wait_for() { wait_until "$@" || { echo "timed out: $*" >&2; exit 1; }; }
 
 # CPU ticks of a process (all its threads) and of its reaped children.
 ticks() { awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# start_relay UPSTREAM: HAProxy (Debian's package) in TCP mode on $relay_port
+# in front of UPSTREAM, a thread per core; sets relay_pid. It relays bytes and
+# reads none of them: the client's TLS goes through to the server as on the
+# direct path. The cheapest hop there is, so its ratio to direct is what the
+# extra hop alone costs on this machine, before any proxy's TLS and checks.
+# Expects $work and the array pids.
+start_relay() {
+  cat > "$work/haproxy.cfg" <<CFG
+global
+  maxconn 2000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 5m
+  timeout server 5m
+frontend bench
+  bind 127.0.0.1:$relay_port
+  default_backend database
+backend database
+  server database $1
+CFG
+  haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
+  pids+=($!)
+  relay_pid=$!
+  wait_for bash -c "exec 3<>/dev/tcp/127.0.0.1/$relay_port"
+}
 
 # Rounds, medians and same-round ratios.
 rounds=${ROUNDS:-3}
