@@ -1,12 +1,25 @@
 # shellcheck shell=bash disable=SC2154,SC2034
 # (start_relay uses and sets variables of the sourcing script)
 # What every bench script shares (bench-postgres.sh and bench-mysql.sh through
-# bench-db-lib.sh, and bench-kube-api.sh): installing Debian's packages, free
-# ports, waiting, CPU ticks from /proc, the TCP relay that prices a hop alone,
-# and measuring in rounds. Each case is measured ROUNDS times (default 3), the
-# paths taking turns within a round, so a slow spell of a shared machine lands
-# on every path alike; the tables print each path's median and the median (and
-# range) of the ratios of paths measured in the same round.
+# bench-db-lib.sh, and bench-kube-api.sh): one bench at a time, installing
+# Debian's packages, free ports, waiting, CPU ticks from /proc, the TCP relay
+# that prices a hop alone, and measuring in rounds. Each case is measured
+# ROUNDS times (default 3), the paths taking turns within a round, so a slow
+# spell of a shared machine lands on every path alike; the tables print each
+# path's median and the median (and range) of the ratios of paths measured in
+# the same round.
+
+# One bench at a time, on the machine: two at once would share its cores and
+# measure each other, and could pick the same free port. The script runs
+# again under flock(1), which holds the lock until the script ends (-o: the
+# script and the servers it starts never hold the lock file open, so a server
+# left behind cannot keep the lock).
+if [ -z "${DEADBOLT_BENCH_LOCKED:-}" ]; then
+  export DEADBOLT_BENCH_LOCKED=1
+  bench_lock=${TMPDIR:-/tmp}/deadbolt-bench.lock
+  flock -n "$bench_lock" true || echo "==> another Deadbolt bench is running; waiting for it ($bench_lock)" >&2
+  exec flock -o "$bench_lock" "$0" "$@"
+fi
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
