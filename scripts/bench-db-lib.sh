@@ -2,8 +2,8 @@
 # (the variables named below are the sourcing script's)
 # What the database benches (bench-postgres.sh, bench-mysql.sh) share, sourced
 # by both: the Deadbolt PKI and AccessRole every path uses, the operator and
-# the sidecar as production runs them; with scripts/bench-lib.sh, what every
-# bench shares. Expects $work (a temporary directory), $bin (release
+# the sidecar as production runs them, and the rounds of their paths; with
+# scripts/bench-lib.sh, what every bench shares. Expects $work (a temporary directory), $bin (release
 # binaries) and the array pids (what cleanup stops).
 
 # shellcheck source=scripts/bench-lib.sh
@@ -61,4 +61,43 @@ start_deadbolt() {
     cat "$work/sidecar.log" "$work/operator.log" >&2
     exit 1
   fi
+}
+
+# rounds_of CLIENTS PATH...: $rounds rounds in which each PATH takes its turn
+# with the script's `run PATH CLIENTS` (which prints "rate proxy_cpu
+# server_cpu"); fills the associative arrays rate, cpu and server, keyed
+# "PATH,ROUND".
+declare -A rate cpu server
+rounds_of() {
+  local n=$1 round path r c s
+  shift
+  rate=(); cpu=(); server=()
+  for ((round = 0; round < rounds; round++)); do
+    for path in "$@"; do
+      read -r r c s < <(run "$path" "$n")
+      rate[$path,$round]=$r; cpu[$path,$round]=$c; server[$path,$round]=$s
+    done
+  done
+}
+
+# values ARRAY PATH: the path's values in ARRAY (rate, cpu or server), round by round.
+values() {
+  local -n of=$1
+  local round in_order=()
+  for ((round = 0; round < rounds; round++)); do in_order+=("${of[$2,$round]}"); done
+  echo "${in_order[*]}"
+}
+
+# median_of ARRAY PATH: their median.
+median_of() {
+  local -a list
+  read -ra list <<<"$(values "$1" "$2")"
+  median "${list[@]}"
+}
+
+# versus A B: path A's rate against path B's, "median (min–max)" of the rounds' ratios in percent.
+versus() {
+  local -a list
+  mapfile -t list < <(ratios "$(values rate "$1")" "$(values rate "$2")")
+  spread %.1f%% "${list[@]}"
 }

@@ -126,18 +126,10 @@ echo "CPU per query in microseconds: each proxy's (deadbolt-sidecar, haproxy) an
 printf '%8s %10s %10s %10s %10s %10s %24s %24s %24s\n' clients direct relay deadbolt "relay-cpu" "proxy-cpu" \
   "relay/direct" "deadbolt/direct" "deadbolt/relay"
 for n in $clients; do
-  qps_d=(); qps_r=(); qps_p=(); cpu_r=(); cpu_p=(); db_d=(); db_r=(); db_p=()
-  for ((round = 0; round < rounds; round++)); do
-    read -r qps _ db < <(run direct "$n"); qps_d+=("$qps"); db_d+=("$db")
-    read -r qps cpu db < <(run relay "$n"); qps_r+=("$qps"); cpu_r+=("$cpu"); db_r+=("$db")
-    read -r qps cpu db < <(run deadbolt "$n"); qps_p+=("$qps"); cpu_p+=("$cpu"); db_p+=("$db")
-  done
-  mapfile -t relay_vs_direct < <(ratios "${qps_r[*]}" "${qps_d[*]}")
-  mapfile -t vs_direct < <(ratios "${qps_p[*]}" "${qps_d[*]}")
-  mapfile -t vs_relay < <(ratios "${qps_p[*]}" "${qps_r[*]}")
-  printf '%8d %10.0f %10.0f %10.0f %8.1fus %8.1fus %24s %24s %24s\n' "$n" "$(median "${qps_d[@]}")" \
-    "$(median "${qps_r[@]}")" "$(median "${qps_p[@]}")" "$(median "${cpu_r[@]}")" "$(median "${cpu_p[@]}")" \
-    "$(spread %.1f%% "${relay_vs_direct[@]}")" "$(spread %.1f%% "${vs_direct[@]}")" "$(spread %.1f%% "${vs_relay[@]}")"
-  echo "         MariaDB CPU per query: direct $(median "${db_d[@]}")us, via relay $(median "${db_r[@]}")us," \
-    "via deadbolt $(median "${db_p[@]}")us"
+  rounds_of "$n" direct relay deadbolt
+  printf '%8d %10.0f %10.0f %10.0f %8.1fus %8.1fus %24s %24s %24s\n' "$n" "$(median_of rate direct)" \
+    "$(median_of rate relay)" "$(median_of rate deadbolt)" "$(median_of cpu relay)" "$(median_of cpu deadbolt)" \
+    "$(versus relay direct)" "$(versus deadbolt direct)" "$(versus deadbolt relay)"
+  echo "         MariaDB CPU per query: direct $(median_of server direct)us, via relay $(median_of server relay)us," \
+    "via deadbolt $(median_of server deadbolt)us"
 done

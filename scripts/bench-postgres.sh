@@ -149,20 +149,11 @@ echo "CPU per transaction in microseconds: each proxy's (deadbolt-sidecar, pgbou
 printf '%8s %10s %10s %10s %10s %9s %9s %9s %24s %24s %24s\n' clients direct deadbolt pgbouncer relay \
   "proxy-cpu" "pgb-cpu" "relay-cpu" "deadbolt/direct" "deadbolt/pgbouncer" "relay/direct"
 for n in $clients; do
-  tps_d=(); tps_p=(); tps_b=(); tps_r=(); cpu_p=(); cpu_b=(); cpu_r=(); pg_d=(); pg_p=(); pg_b=(); pg_r=()
-  for ((round = 0; round < rounds; round++)); do
-    read -r tps _ pg < <(run direct "$n"); tps_d+=("$tps"); pg_d+=("$pg")
-    read -r tps cpu pg < <(run deadbolt "$n"); tps_p+=("$tps"); cpu_p+=("$cpu"); pg_p+=("$pg")
-    read -r tps cpu pg < <(run pgbouncer "$n"); tps_b+=("$tps"); cpu_b+=("$cpu"); pg_b+=("$pg")
-    read -r tps cpu pg < <(run relay "$n"); tps_r+=("$tps"); cpu_r+=("$cpu"); pg_r+=("$pg")
-  done
-  mapfile -t vs_direct < <(ratios "${tps_p[*]}" "${tps_d[*]}")
-  mapfile -t vs_bouncer < <(ratios "${tps_p[*]}" "${tps_b[*]}")
-  mapfile -t relay_vs_direct < <(ratios "${tps_r[*]}" "${tps_d[*]}")
-  printf '%8d %10.0f %10.0f %10.0f %10.0f %7.1fus %7.1fus %7.1fus %24s %24s %24s\n' "$n" "$(median "${tps_d[@]}")" \
-    "$(median "${tps_p[@]}")" "$(median "${tps_b[@]}")" "$(median "${tps_r[@]}")" \
-    "$(median "${cpu_p[@]}")" "$(median "${cpu_b[@]}")" "$(median "${cpu_r[@]}")" \
-    "$(spread %.1f%% "${vs_direct[@]}")" "$(spread %.1f%% "${vs_bouncer[@]}")" "$(spread %.1f%% "${relay_vs_direct[@]}")"
-  echo "         PostgreSQL CPU per transaction: direct $(median "${pg_d[@]}")us," \
-    "via deadbolt $(median "${pg_p[@]}")us, via pgbouncer $(median "${pg_b[@]}")us, via relay $(median "${pg_r[@]}")us"
+  rounds_of "$n" direct deadbolt pgbouncer relay
+  printf '%8d %10.0f %10.0f %10.0f %10.0f %7.1fus %7.1fus %7.1fus %24s %24s %24s\n' "$n" "$(median_of rate direct)" \
+    "$(median_of rate deadbolt)" "$(median_of rate pgbouncer)" "$(median_of rate relay)" \
+    "$(median_of cpu deadbolt)" "$(median_of cpu pgbouncer)" "$(median_of cpu relay)" \
+    "$(versus deadbolt direct)" "$(versus deadbolt pgbouncer)" "$(versus relay direct)"
+  echo "         PostgreSQL CPU per transaction: direct $(median_of server direct)us," \
+    "via deadbolt $(median_of server deadbolt)us, via pgbouncer $(median_of server pgbouncer)us, via relay $(median_of server relay)us"
 done
