@@ -100,7 +100,7 @@ async fn requests_reach_the_api_server_as_the_user_with_the_proxys_credentials()
         format!("Bearer {}", upstream.token)
     );
     // A short request is not a registered session: no session id goes along
-    // (a watch's does, below).
+    // (a watch's does: a_watch_is_cut_with_the_message_and_another_users_watch_carries_on).
     assert_eq!(
         impersonation_headers(list),
         vec![
