@@ -69,12 +69,13 @@ start_deadbolt() {
 # "PATH,ROUND".
 declare -A rate cpu server
 rounds_of() {
-  local n=$1 round path r c s
+  local n=$1 round path figures r c s
   shift
   rate=(); cpu=(); server=()
   for ((round = 0; round < rounds; round++)); do
     for path in "$@"; do
-      read -r r c s < <(run "$path" "$n")
+      figures=$(run "$path" "$n") # a failed run stops the script (set -e)
+      read -r r c s <<<"$figures"
       rate[$path,$round]=$r; cpu[$path,$round]=$c; server[$path,$round]=$s
     done
   done

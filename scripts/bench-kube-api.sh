@@ -225,11 +225,12 @@ printf '%8s %11s %11s %18s %10s %10s %10s %10s %9s %14s %9s %17s\n' \
 # ticks of PID (none when empty) and of the API server to PATH_cpu and
 # PATH_server.
 measure() {
-  local name=$1 url=$2 n=$3 pid=$4 before=0 server_before rps p50
+  local name=$1 url=$2 n=$3 pid=$4 before=0 server_before figures rps p50
   shift 4
   server_before=$(server_ticks)
   [ -z "$pid" ] || before=$(ticks "$pid")
-  read -r rps p50 _ < <(bench "$url" "$n" "$@")
+  figures=$(bench "$url" "$n" "$@") # a failed run stops the script (set -e)
+  read -r rps p50 _ <<<"$figures"
   # shellcheck disable=SC2178 # names of the path's variables
   local -n path_rps=${name}_rps path_p50=${name}_p50 path_cpu=${name}_cpu path_server=${name}_server
   path_rps+=("$rps"); path_p50+=("$p50")
@@ -273,12 +274,14 @@ for n in $clients; do
   fi
   for ((round = 0; round < rounds; round++)); do
     server_before=$(server_ticks)
-    read -r rps p50 p99 < <(bench "$server$path" "$n")
+    figures=$(bench "$server$path" "$n")
+    read -r rps p50 p99 <<<"$figures"
     direct_rps+=("$rps"); direct_p50+=("$p50"); d_p99+=("$p99")
     direct_server=$((direct_server + $(server_ticks) - server_before))
     server_before=$(server_ticks)
     before=$(ticks "$proxy_pid")
-    read -r rps p50 p99 < <(bench "https://127.0.0.1:$proxy_port$path" "$n")
+    figures=$(bench "https://127.0.0.1:$proxy_port$path" "$n")
+    read -r rps p50 p99 <<<"$figures"
     proxy_rps+=("$rps"); proxy_p50+=("$p50"); p_p99+=("$p99")
     proxy_cpu=$((proxy_cpu + $(ticks "$proxy_pid") - before))
     proxy_server=$((proxy_server + $(server_ticks) - server_before))
