@@ -7,11 +7,12 @@
 # when the API server and etcd run on this machine, also their CPU per 1,000
 # requests on each path. The baseline is nghttpx, a TLS HTTP/2 reverse proxy
 # in C that checks nothing and passes the token through, on the same run:
-# what any extra hop costs here; and HAProxy relaying TCP, TLS end to end:
-# the hop alone. With the proxy's ServiceAccount token (the
-# default) a further path goes straight to the API server as that
-# ServiceAccount, with the impersonation headers the proxy sends for the
-# bench identity: what impersonation alone costs the API server.
+# what a proxy that terminates TLS and HTTP/2 costs here; and HAProxy
+# relaying TCP, TLS end to end: the hop alone. With the proxy's
+# ServiceAccount token (the default) a further path goes straight to the API
+# server as that ServiceAccount, with the impersonation headers the proxy
+# sends for the bench identity: what impersonation alone costs the API
+# server.
 #
 # The cluster is the one KUBECONFIG names, or else a private kube-apiserver
 # started from ../shared/k8s (the CI kit) and stopped at the end. h2load,
