@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use deadbolt_runtime::connection::{Activity, ConnectionLimits, close_when_idle};
 use deadbolt_runtime::listener::{
     MAX_CONNECTIONS, accept_until, client_certificate, tls_handshake,
@@ -75,9 +74,7 @@ impl Bound {
         tls: Arc<ServerConfig>,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {flag} {addr}"))?;
+        let listener = deadbolt_runtime::listener::bind(addr, flag).await?;
         Ok(Self::new(listener, tls, shutdown.clone()))
     }
 

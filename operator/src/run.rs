@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use deadbolt_runtime::listener;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState, Metrics, Readiness};
@@ -138,9 +138,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tls::server_config(identity, ClientAuth::Optional(ca.root_store()?), &[b"h2"])?;
 
     let bound = Bound::bind(args.listen, "--listen", tls_config, &shutdown).await?;
-    let admin_listener = TcpListener::bind(args.metrics_listen)
-        .await
-        .with_context(|| format!("cannot listen on --metrics-listen {}", args.metrics_listen))?;
+    let admin_listener = listener::bind(args.metrics_listen, "--metrics-listen").await?;
     tracing::info!(listen = %args.listen, metrics = %args.metrics_listen, source = %args.source,
         "deadbolt-operator started");
 

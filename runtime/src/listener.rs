@@ -1,4 +1,5 @@
-//! The accept loop and TLS handshake every Deadbolt listener shares: accept
+//! Binding, the accept loop and TLS handshake every Deadbolt listener shares:
+//! a bind error that names the flag which chose the address; accept
 //! until shutdown (riding out transient accept errors such as running out of
 //! file descriptors), one task per connection up to a cap (beyond it, new
 //! connections wait in the kernel's backlog), and a handshake with a deadline
@@ -22,6 +23,17 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections a client-facing listener serves at once (proxies, webhooks).
 pub const MAX_CONNECTIONS: usize = 16_384;
+
+/// Binds `addr`, the address the flag `flag` chose; a failure names both, so
+/// the operator of a busy port knows which flag to change.
+pub async fn bind(addr: SocketAddr, flag: &str) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("cannot listen on {flag} {addr}: {error}"),
+        )
+    })
+}
 
 /// Accepts connections until `shutdown`, spawning `handle` for each, at most
 /// `max_connections` at a time. `what` names the listener in logs.

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadbolt_runtime::admin;
+use deadbolt_runtime::listener;
 use deadbolt_runtime::shutdown::{self, Shutdown};
 use deadbolt_runtime::tls::{self, CertifiedKey, ClientAuth, ClientTls};
 use deadbolt_runtime::token::{CachePolicy, CachingTokenChecker, TokenChecker, TokenReviewer};
-use tokio::net::TcpListener;
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 use crate::args::DatabaseArgs;
@@ -97,14 +97,7 @@ async fn start(common: &CommonArgs, token_audience: Option<&str>) -> anyhow::Res
     tokio::spawn(staleness_watchdog(view.clone(), STALENESS_CHECK));
 
     let (trigger, shutdown) = Shutdown::new();
-    let admin_listener = TcpListener::bind(common.metrics_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on --metrics-listen {}",
-                common.metrics_listen
-            )
-        })?;
+    let admin_listener = listener::bind(common.metrics_listen, "--metrics-listen").await?;
     tokio::spawn(admin::serve(
         admin_listener,
         Arc::new(ProxyAdmin {
