@@ -183,14 +183,7 @@ pub fn eventually(what: &str, patience: Duration, mut check: impl FnMut() -> boo
     }
 }
 
-/// A free loopback port (bound and released; the caller binds it right away).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use deadbolt_testkit::net::free_port;
 
 /// A namespace of one scenario, deleted when dropped.
 pub struct Namespace {
