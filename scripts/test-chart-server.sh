@@ -213,6 +213,11 @@ can_i yes "$operator_sa" patch leases.coordination.k8s.io/deadbolt-operator -n "
 can_i yes "$operator_sa" patch leases.coordination.k8s.io/deadbolt-enforcement-any -n "$ns"
 can_i no "$operator_sa" patch leases.coordination.k8s.io/kube-scheduler -n kube-system
 can_i yes "$operator_sa" create leases.coordination.k8s.io -n "$ns"
+# Failed MFA checks, one Lease per user shared by the replicas: read with a
+# list selected by name, patched, deleted when a check passes.
+can_i yes "$operator_sa" list leases.coordination.k8s.io -n "$ns"
+can_i yes "$operator_sa" delete leases.coordination.k8s.io/deadbolt-mfa-lockout-any -n "$ns"
+can_i no "$operator_sa" delete leases.coordination.k8s.io/kube-controller-manager -n kube-system
 can_i yes "$operator_sa" get serviceaccounts/deadbolt-operator -n "$ns"
 can_i no "$operator_sa" get serviceaccounts/default -n "$ns"
 can_i yes "$operator_sa" create events.events.k8s.io -n default

@@ -1,7 +1,8 @@
 //! Who owns what the operator creates at run time.
 //!
-//! The Deadbolt CA Secret, the leader Lease and each replica's enforcement
-//! report Lease are not part of any manifest: the operator makes them. They
+//! The Deadbolt CA Secret, the leader Lease, each replica's enforcement
+//! report Lease and the MFA lock-out Leases are not part of any manifest: the
+//! operator makes them. They
 //! carry an owner reference to the operator's ServiceAccount, which the
 //! installation (the Helm chart, or whoever installs it by hand) creates, so
 //! removing the installation lets Kubernetes' garbage collector remove them

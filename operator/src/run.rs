@@ -17,7 +17,10 @@ use crate::ca::{self, Created, DeadboltCa, DirCaStore, SecretCaStore};
 use crate::controller::{self, AuditSink, Settings};
 use crate::https::Bound;
 use crate::leader::{self, ElectionConfig, Leadership};
-use crate::mfa::{self, DeviceStore, KubeDevices, MemoryDevices, MfaService};
+use crate::mfa::{
+    self, DeviceStore, KubeDevices, LeaseLockout, LockoutStore, MemoryDevices, MemoryLockout,
+    MfaService,
+};
 use crate::ownership;
 use crate::shutdown::{self, Shutdown};
 use crate::source::{self, DirOptions, DirSource, SourceSpec};
@@ -39,6 +42,8 @@ struct Started {
     ca: DeadboltCa,
     /// Where MFA devices are kept.
     devices: Arc<dyn DeviceStore>,
+    /// Where failed MFA checks are counted: shared by every replica.
+    lockout: Arc<dyn LockoutStore>,
     /// Checks callers' bearer tokens (Kubernetes source only).
     tokens: Option<Arc<dyn TokenChecker>>,
     /// The namespace the operator runs in (Kubernetes source only).
@@ -129,7 +134,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             started.devices,
             Arc::new(SystemClock),
             audit.clone(),
-        ),
+        )
+        .with_lockout(started.lockout),
         tokens: started.tokens,
     };
     tracing::info!(listen = %args.mfa_listen, "MFA service started");
@@ -232,6 +238,7 @@ async fn start_kube(
         metrics.clone(),
         shutdown.clone(),
     ));
+    let lockout_owner = owner.clone();
     let home = Home {
         client: client.clone(),
         namespace: namespace.clone(),
@@ -253,6 +260,7 @@ async fn start_kube(
     Ok(Started {
         ca,
         devices: Arc::new(KubeDevices::new(client.clone())),
+        lockout: Arc::new(LeaseLockout::new(client.clone(), &namespace, lockout_owner)),
         tokens: Some(Arc::new(CachingTokenChecker::new(
             match &args.mfa_token_audience {
                 Some(audience) => TokenReviewer::new(client, audience),
@@ -375,6 +383,7 @@ async fn start_dir(
     Ok(Started {
         ca,
         devices: Arc::new(MemoryDevices::default()),
+        lockout: Arc::new(MemoryLockout::default()),
         tokens: None,
         namespace: None,
         // No API server to review tokens with: client certificates only.

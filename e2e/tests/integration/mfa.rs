@@ -4,6 +4,8 @@
 //! `env=prod` kube proxy refuse the token alone, `kubectl deadbolt login
 //! --mfa` as kubectl's exec credential plugin gets it in, and a lock on the
 //! device refuses it with the lock's message and gets it no new credential.
+//! Failed checks are counted over two replicas: five in a row, on either,
+//! lock the user out on both.
 
 use std::path::{Path, PathBuf};
 
@@ -132,6 +134,10 @@ fn kubectl_needs_an_mfa_check_for_prod_and_gets_it_from_login_mfa() {
     );
     assert!(added.status.success(), "{}", stderr(&added));
     let uuid = registered_uuid(&added);
+    // The key as it is now: once it has been used, a copy of this is a clone
+    // whose signature counter goes backwards.
+    let snapshot = pki.dir().join("jerry-snapshot.softtoken");
+    std::fs::copy(&key, &snapshot).unwrap();
     let devices = success(kubectl(&[
         "get",
         "mfadevices",
@@ -220,5 +226,67 @@ fn kubectl_needs_an_mfa_check_for_prod_and_gets_it_from_login_mfa() {
         "{}",
         stderr(&again)
     );
+
+    // Failed checks count over every replica behind the MFA Service: the
+    // clone fails three times on this replica and twice on a second one
+    // (the default lock-out: 5 in a row), and then neither issues anything.
+    let second = scenario.operator("operator-1", &[]);
+    let replicas = [mfa_url.clone(), second.mfa_url()];
+    let login = |replica: &str, attempt: &str| {
+        let clone = pki.dir().join(format!("jerry-clone-{attempt}.softtoken"));
+        std::fs::copy(&snapshot, &clone).unwrap();
+        let out = pki.dir().join(format!("jerry-{attempt}"));
+        plugin(
+            replica,
+            &ca,
+            &caller,
+            &[
+                "login",
+                "--mfa",
+                "--soft-token",
+                clone.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+    };
+    for attempt in 0..5 {
+        let failed = login(&replicas[attempt % 2], &attempt.to_string());
+        assert!(!failed.status.success());
+        assert!(
+            stderr(&failed).contains("counter did not increase"),
+            "attempt {attempt}: {}",
+            stderr(&failed)
+        );
+    }
+    for (n, replica) in replicas.iter().enumerate() {
+        let refused = login(replica, &format!("after-{n}"));
+        assert!(
+            stderr(&refused).contains("too many failed MFA checks"),
+            "replica {n}: {}",
+            stderr(&refused)
+        );
+        let status = plugin(replica, &ca, &caller, &["status"]);
+        let text = String::from_utf8_lossy(&status.stdout).into_owned();
+        assert!(
+            text.contains("Failed MFA checks:   5 (new MFA credentials are refused until"),
+            "replica {n}: {text}{}",
+            stderr(&status)
+        );
+    }
+    // The count is one Lease in the operators' namespace, for whoever must
+    // end the lock-out early.
+    let leases = success(kubectl(&[
+        "get",
+        "leases",
+        "-n",
+        &ns,
+        "-l",
+        "deadbolt.dev/mfa-lockout",
+        "-o",
+        "name",
+    ]));
+    assert_eq!(leases.lines().count(), 1, "{leases}");
+    drop(second);
     drop(operator);
 }

@@ -12,4 +12,7 @@ mod service;
 
 pub use devices::{DeviceStore, DeviceUse, KubeDevices, MemoryDevices, StoreError, StoredDevice};
 pub use http::{ALPN, Endpoint, serve};
+pub use lockout::{
+    LOCKOUT_LABEL, LeaseLockout, LockoutRule, LockoutStore, MemoryLockout, Standing,
+};
 pub use service::{Caller, MfaService};

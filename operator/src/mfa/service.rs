@@ -29,7 +29,7 @@ use webauthn_rs::prelude::{
 
 use super::ceremony::Ceremonies;
 use super::devices::{DeviceStore, DeviceUse, StoredDevice};
-use super::lockout::Lockout;
+use super::lockout::{LockoutRule, LockoutStore, MemoryLockout, Standing};
 use crate::admission::FollowingReplica;
 use crate::ca::DeadboltCa;
 use crate::failure::Failure;
@@ -61,7 +61,7 @@ pub struct MfaService {
     audit: AuditSink,
     registrations: Ceremonies<Registration>,
     authentications: Ceremonies<SecurityKeyAuthentication>,
-    lockout: Lockout,
+    lockout: Arc<dyn LockoutStore>,
 }
 
 impl std::fmt::Debug for MfaService {
@@ -87,8 +87,15 @@ impl MfaService {
             audit,
             registrations: Ceremonies::new(CEREMONY_TTL),
             authentications: Ceremonies::new(CEREMONY_TTL),
-            lockout: Lockout::default(),
+            lockout: Arc::new(MemoryLockout::default()),
         }
+    }
+
+    /// Keeps lock-out standings in `lockout` rather than in this process's
+    /// memory: where several replicas serve, they must share one count.
+    pub fn with_lockout(mut self, lockout: Arc<dyn LockoutStore>) -> Self {
+        self.lockout = lockout;
+        self
     }
 
     /// Starts registering a security key for the caller. A user who already
@@ -187,7 +194,7 @@ impl MfaService {
         let (config, _) = self.refuse_if_locked(caller, None)?;
         let webauthn = webauthn(&config)?;
         let user = &caller.identity.user;
-        self.refuse_if_locked_out(user)?;
+        self.refuse_if_locked_out(user).await?;
         let devices = self.devices.list(user).await.map_err(unavailable)?;
         let keys: Vec<SecurityKey> = devices
             .iter()
@@ -220,19 +227,31 @@ impl MfaService {
         request: AuthenticateFinish,
     ) -> Result<SessionCredential, Failure> {
         let user = caller.identity.user.clone();
-        self.refuse_if_locked_out(&user)?;
+        let standing = self.refuse_if_locked_out(&user).await?;
         match self.check_assertion(caller, &request).await {
             Ok(device) => {
-                self.lockout.succeed(&user);
+                if standing.failures > 0
+                    && let Err(error) = self.lockout.succeed(&user).await
+                {
+                    // The count stays: the user is locked out sooner, not later.
+                    tracing::warn!(user = %user, %error, "cannot clear the failed MFA checks");
+                }
                 self.issue(caller, &request, device).await
             }
             Err(failure) => {
                 let now = self.clock.now();
                 let config = self.view.read(|replica| replica.config().mfa.clone());
-                let lasts = Duration::from_millis(config.lockout_ms);
-                let locked = self
-                    .lockout
-                    .fail(&user, now, config.max_failed_attempts, lasts);
+                let rule = LockoutRule {
+                    max_failures: config.max_failed_attempts,
+                    lasts: Duration::from_millis(config.lockout_ms),
+                };
+                let locked = match self.lockout.fail(&user, now, rule).await {
+                    Ok(locked) => locked,
+                    Err(error) => {
+                        tracing::error!(user = %user, %error, "cannot count a failed MFA check");
+                        None
+                    }
+                };
                 let mut event = self.event(AuditEventKind::MfaAuth, caller, now);
                 event.success = Some(false);
                 event.reason = Some(match locked {
@@ -398,7 +417,11 @@ impl MfaService {
             .list(&principal.user)
             .await
             .map_err(unavailable)?;
-        let standing = self.lockout.standing(&principal.user, now);
+        let standing = self
+            .lockout
+            .standing(&principal.user, now)
+            .await
+            .map_err(unavailable)?;
         Ok(WhoAmI {
             user: principal.user.clone(),
             groups: principal.groups.clone(),
@@ -437,13 +460,19 @@ impl MfaService {
         })
     }
 
-    fn refuse_if_locked_out(&self, user: &str) -> Result<(), Failure> {
-        let standing = self.lockout.standing(user, self.clock.now());
+    /// Refuses a user locked out by failed checks (and, failing closed, when
+    /// the standing cannot be read); returns the standing otherwise.
+    async fn refuse_if_locked_out(&self, user: &str) -> Result<Standing, Failure> {
+        let standing = self
+            .lockout
+            .standing(user, self.clock.now())
+            .await
+            .map_err(unavailable)?;
         match standing.locked_until {
             Some(until) => Err(Failure::too_many_requests(format!(
                 "too many failed MFA checks: no MFA credential is issued to you until {until}"
             ))),
-            None => Ok(()),
+            None => Ok(standing),
         }
     }
 

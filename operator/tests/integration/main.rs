@@ -6,4 +6,5 @@ mod admission;
 mod controllers;
 mod deadbolt_ca;
 mod lockview;
+mod mfa_lockout;
 mod support;

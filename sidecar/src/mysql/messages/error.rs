@@ -26,44 +26,27 @@ const GENERAL_ERROR: [u8; 5] = *b"HY000";
 
 /// A refusal by a lock, a stale view or failed authentication:
 /// `ER_ACCESS_DENIED_ERROR`, what MySQL itself answers a refused login with.
-pub const ACCESS_DENIED: ErrorCode = ErrorCode {
-    code: 1045,
-    state: *b"28000",
-};
+pub const ACCESS_DENIED: ErrorCode = ErrorCode::new(1045, *b"28000");
 /// A live session cut by a lock or a stale view: `ER_CONNECTION_KILLED`,
 /// what MariaDB sends a connection that `KILL` ended.
-pub const CONNECTION_KILLED: ErrorCode = ErrorCode {
-    code: 1927,
-    state: *b"70100",
-};
+pub const CONNECTION_KILLED: ErrorCode = ErrorCode::new(1927, *b"70100");
 /// A malformed opening: `ER_HANDSHAKE_ERROR` ("Bad handshake").
-pub const BAD_HANDSHAKE: ErrorCode = ErrorCode {
-    code: 1043,
-    state: *b"08S01",
-};
+pub const BAD_HANDSHAKE: ErrorCode = ErrorCode::new(1043, *b"08S01");
 /// A packet longer than the proxy accepts at this point: `ER_NET_PACKET_TOO_LARGE`.
-pub const PACKET_TOO_LARGE: ErrorCode = ErrorCode {
-    code: 1153,
-    state: *b"08S01",
-};
+pub const PACKET_TOO_LARGE: ErrorCode = ErrorCode::new(1153, *b"08S01");
 /// A client that did not ask for TLS: `ER_SECURE_TRANSPORT_REQUIRED`.
-pub const SECURE_TRANSPORT_REQUIRED: ErrorCode = ErrorCode {
-    code: 3159,
-    state: GENERAL_ERROR,
-};
+pub const SECURE_TRANSPORT_REQUIRED: ErrorCode = ErrorCode::new(3159, GENERAL_ERROR);
 /// A command the proxy does not relay: `ER_NOT_SUPPORTED_YET`.
-pub const NOT_SUPPORTED: ErrorCode = ErrorCode {
-    code: 1235,
-    state: *b"42000",
-};
+pub const NOT_SUPPORTED: ErrorCode = ErrorCode::new(1235, *b"42000");
 /// The upstream could not be reached or spoke nonsense: `CR_CONN_HOST_ERROR`,
 /// the code the `mysql` client itself uses for an unreachable server.
-pub const UPSTREAM_UNREACHABLE: ErrorCode = ErrorCode {
-    code: 2003,
-    state: GENERAL_ERROR,
-};
+pub const UPSTREAM_UNREACHABLE: ErrorCode = ErrorCode::new(2003, GENERAL_ERROR);
 
 impl ErrorCode {
+    const fn new(code: u16, state: [u8; 5]) -> Self {
+        Self { code, state }
+    }
+
     /// The `ERR` packet with this code and `message`.
     pub fn packet(self, message: &str) -> ErrPacket<'_> {
         ErrPacket::Error(ServerError::new(

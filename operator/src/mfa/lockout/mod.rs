@@ -1,0 +1,215 @@
+//! Lock-out after repeated failed MFA checks, Teleport's login lock-out
+//! (`is_locked`, `lock_expires`): after `maxFailedAttempts` failures in a
+//! row, a user gets no new MFA credential until the lock-out ends. The
+//! numbers come from the ClusterAuthPreference (`mfaLockout`).
+//!
+//! The rule is [`Standing`]'s; where standings are kept is a
+//! [`LockoutStore`]'s. Every replica behind the MFA Service must see the same
+//! count, or N replicas would give a user N times the attempts: with the
+//! Kubernetes source they are kept in Leases ([`leases`]), standalone in
+//! memory.
+
+mod leases;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+pub use leases::{LOCKOUT_LABEL, LeaseLockout};
+
+use super::devices::StoreFuture;
+
+/// A user's standing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Standing {
+    /// Failed checks in a row.
+    pub failures: u32,
+    /// The end of the lock-out in force, if one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<Timestamp>,
+}
+
+/// How many failures in a row lock a user out, and for how long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockoutRule {
+    /// Failures in a row that start a lock-out (at least 1).
+    pub max_failures: u32,
+    /// How long a lock-out lasts.
+    pub lasts: Duration,
+}
+
+impl Standing {
+    /// The standing at `now`: a lock-out that has ended starts the count again.
+    pub fn at(self, now: Timestamp) -> Self {
+        match self.locked_until {
+            Some(until) if until <= now => Self::default(),
+            _ => self,
+        }
+    }
+
+    /// Counts a failed check at `now` (on the standing at `now`); returns the
+    /// end of the lock-out it started, if it did. Failures during a lock-out
+    /// change nothing.
+    pub fn fail(&mut self, now: Timestamp, rule: LockoutRule) -> Option<Timestamp> {
+        *self = self.at(now);
+        if self.locked_until.is_some() {
+            return None;
+        }
+        self.failures = self.failures.saturating_add(1);
+        if self.failures < rule.max_failures.max(1) {
+            return None;
+        }
+        let until = now
+            .checked_add(
+                jiff::SignedDuration::try_from(rule.lasts).unwrap_or(jiff::SignedDuration::MAX),
+            )
+            .unwrap_or(Timestamp::MAX);
+        self.locked_until = Some(until);
+        Some(until)
+    }
+}
+
+/// Where standings are kept.
+pub trait LockoutStore: Send + Sync + 'static {
+    /// Where `user` stands at `now`.
+    fn standing<'a>(&'a self, user: &'a str, now: Timestamp) -> StoreFuture<'a, Standing>;
+    /// Records a failed check; returns the end of the lock-out it started, if it did.
+    fn fail<'a>(
+        &'a self,
+        user: &'a str,
+        now: Timestamp,
+        rule: LockoutRule,
+    ) -> StoreFuture<'a, Option<Timestamp>>;
+    /// A passed check clears the count.
+    fn succeed<'a>(&'a self, user: &'a str) -> StoreFuture<'a, ()>;
+}
+
+/// Standings kept in memory: standalone mode, where one process serves, and tests.
+#[derive(Default)]
+pub struct MemoryLockout {
+    users: Mutex<HashMap<String, Standing>>,
+}
+
+impl MemoryLockout {
+    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, Standing>> {
+        self.users.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl LockoutStore for MemoryLockout {
+    fn standing<'a>(&'a self, user: &'a str, now: Timestamp) -> StoreFuture<'a, Standing> {
+        let standing = self.users().get(user).copied().unwrap_or_default().at(now);
+        Box::pin(async move { Ok(standing) })
+    }
+
+    fn fail<'a>(
+        &'a self,
+        user: &'a str,
+        now: Timestamp,
+        rule: LockoutRule,
+    ) -> StoreFuture<'a, Option<Timestamp>> {
+        let started = self
+            .users()
+            .entry(user.to_string())
+            .or_default()
+            .fail(now, rule);
+        Box::pin(async move { Ok(started) })
+    }
+
+    fn succeed<'a>(&'a self, user: &'a str) -> StoreFuture<'a, ()> {
+        self.users().remove(user);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const THIRTY_MINUTES: LockoutRule = LockoutRule {
+        max_failures: 5,
+        lasts: Duration::from_secs(1800),
+    };
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).unwrap()
+    }
+
+    #[test]
+    fn five_failures_lock_out_until_the_time_passes() {
+        let mut standing = Standing::default();
+        for n in 1..5 {
+            assert_eq!(standing.fail(at(n), THIRTY_MINUTES), None);
+        }
+        assert_eq!(standing.fail(at(5), THIRTY_MINUTES), Some(at(1805)));
+        assert_eq!(
+            standing.at(at(100)),
+            Standing {
+                failures: 5,
+                locked_until: Some(at(1805))
+            }
+        );
+        // Failing again during the lock-out neither counts nor extends it.
+        assert_eq!(standing.fail(at(200), THIRTY_MINUTES), None);
+        assert_eq!(standing.locked_until, Some(at(1805)));
+        assert_eq!(standing.at(at(1805)), Standing::default());
+        // After it, the count starts again.
+        assert_eq!(standing.fail(at(1806), THIRTY_MINUTES), None);
+        assert_eq!(standing.failures, 1);
+    }
+
+    #[test]
+    fn the_rule_locks_out_after_at_least_one_failure() {
+        let never_zero = LockoutRule {
+            max_failures: 0,
+            lasts: Duration::from_secs(60),
+        };
+        assert_eq!(Standing::default().fail(at(0), never_zero), Some(at(60)));
+    }
+
+    #[test]
+    fn a_standing_reads_back_from_json() {
+        let standing = Standing {
+            failures: 5,
+            locked_until: Some(at(1805)),
+        };
+        let text = serde_json::to_string(&standing).unwrap();
+        assert_eq!(
+            text,
+            r#"{"failures":5,"lockedUntil":"1970-01-01T00:30:05Z"}"#
+        );
+        assert_eq!(serde_json::from_str::<Standing>(&text).unwrap(), standing);
+        assert_eq!(
+            serde_json::from_str::<Standing>(r#"{"failures":2}"#).unwrap(),
+            Standing {
+                failures: 2,
+                locked_until: None
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_keeps_each_users_standing_until_a_check_passes() {
+        let store = MemoryLockout::default();
+        for n in 1..=5 {
+            store.fail("alice", at(n), THIRTY_MINUTES).await.unwrap();
+        }
+        assert_eq!(
+            store.standing("alice", at(100)).await.unwrap().locked_until,
+            Some(at(1805))
+        );
+        assert_eq!(
+            store.standing("bob", at(100)).await.unwrap(),
+            Standing::default()
+        );
+        store.succeed("alice").await.unwrap();
+        assert_eq!(
+            store.standing("alice", at(101)).await.unwrap(),
+            Standing::default()
+        );
+    }
+}
