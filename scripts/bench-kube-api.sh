@@ -12,7 +12,9 @@
 # ServiceAccount token (the default) a further path goes straight to the API
 # server as that ServiceAccount, with the impersonation headers the proxy
 # sends for the bench identity: what impersonation alone costs the API
-# server.
+# server; and one more with the identity's two groups named as well, as the
+# proxy named them before it left them to the API server: what two more
+# authorization checks per request cost it.
 #
 # The cluster is the one KUBECONFIG names, or else a private kube-apiserver
 # started from ../shared/k8s (the CI kit) and stopped at the end. h2load,
@@ -203,18 +205,25 @@ if [ -n "$baseline_pid" ]; then
   echo "  nghttpx on 127.0.0.1:$baseline_port, a baseline proxy (one thread, TLS both sides, no checks)"
 fi
 echo "  relay: HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }') in TCP mode on 127.0.0.1:$relay_port (a thread per core, TLS through to the API server)"
-# What the proxy sends upstream for the bench identity's GETs: the user and
-# its groups but system:authenticated (a session id goes along only for
-# registered sessions: watches, followed logs, exec, attach, port-forward).
-impersonation=(
-  "Impersonate-User: system:serviceaccount:$ns:bench"
+# What the proxy sends upstream for the bench identity's GETs: the user
+# alone, since the API server gives an impersonated ServiceAccount its two
+# groups itself (a session id goes along only for registered sessions:
+# watches, followed logs, exec, attach, port-forward); and the same with the
+# groups named.
+impersonation=("Impersonate-User: system:serviceaccount:$ns:bench")
+with_groups=(
+  "${impersonation[@]}"
   "Impersonate-Group: system:serviceaccounts"
   "Impersonate-Group: system:serviceaccounts:$ns"
 )
 if [ -n "${proxy_token:-}" ]; then
   echo "  imperson: straight to the API server as the proxy's ServiceAccount, impersonating the bench identity"
-  code=$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $proxy_token" "${impersonation[@]/#/-H}" "$server$path")
-  [ "$code" = 200 ] || { echo "the impersonated request was answered $code" >&2; exit 1; }
+  echo "  +groups: the same, naming its two groups too"
+  for headers in impersonation with_groups; do
+    declare -n sent=$headers
+    code=$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $proxy_token" "${sent[@]/#/-H}" "$server$path")
+    [ "$code" = 200 ] || { echo "the impersonated request ($headers) was answered $code" >&2; exit 1; }
+  done
 fi
 echo "Medians over the rounds; ratios: median (range) of the rounds' ratios; CPU: all rounds"
 printf '%8s %11s %11s %18s %10s %10s %10s %10s %9s %14s %9s %17s\n' \
@@ -266,6 +275,7 @@ for n in $clients; do
     baseline_rps=(); baseline_p50=(); baseline_cpu=0; baseline_server=0
     relay_rps=(); relay_p50=(); relay_cpu=0; relay_server=0
     imperson_rps=(); imperson_p50=(); imperson_cpu=""; imperson_server=0
+    groups_rps=(); groups_p50=(); groups_cpu=""; groups_server=0
   }
   if [ -n "${PROFILE:-}" ]; then
     # DWARF unwinding: release builds keep no frame pointers.
@@ -292,6 +302,7 @@ for n in $clients; do
     measure relay "https://127.0.0.1:$relay_port$path" "$n" "$relay_pid"
     if [ -n "${proxy_token:-}" ]; then
       measure imperson "$server$path" "$n" "" "$proxy_token" "${impersonation[@]}"
+      measure groups "$server$path" "$n" "" "$proxy_token" "${with_groups[@]}"
     fi
   done
   if [ -n "${PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
@@ -311,5 +322,9 @@ for n in $clients; do
   fi
   mapfile -t proxy_vs_relay < <(ratios "${proxy_rps[*]}" "${relay_rps[*]}" 1)
   row relay relay "deadbolt/relay $(spread %.2f "${proxy_vs_relay[@]}")"
-  if [ -n "${proxy_token:-}" ]; then row imperson imperson; fi
+  if [ -n "${proxy_token:-}" ]; then
+    row imperson imperson
+    mapfile -t imperson_vs_groups < <(ratios "${imperson_rps[*]}" "${groups_rps[*]}" 1)
+    row groups +groups "imperson/+groups $(spread %.2f "${imperson_vs_groups[@]}")"
+  fi
 done

@@ -15,6 +15,7 @@ pub mod mfa;
 pub mod protocol;
 pub mod replica;
 pub mod resources;
+pub mod service_account;
 pub mod users;
 
 pub use engine::{

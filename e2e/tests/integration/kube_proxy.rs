@@ -2,12 +2,15 @@
 //! locked user or role gets `kubectl get` refused with the lock message, a
 //! live `kubectl get -w` is cut with it while another user's watch carries on,
 //! and access returns when the lock is deleted. Users are named as their
-//! certificates name them, e-mail addresses included (`spec.username`).
+//! certificates name them, e-mail addresses included (`spec.username`). A
+//! ServiceAccount's token through the proxy is exactly that ServiceAccount to
+//! the API server, its groups included, even when its roles deny them all.
 
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use deadbolt_e2e::pki::decode_base64;
 use deadbolt_e2e::process::{Sidecar, lines_of};
 use deadbolt_e2e::scenario::{Scenario, lock_manifest};
 use deadbolt_e2e::{PATIENCE, admin_kubeconfig, apply, kubectl, kubectl_command, stderr, success};
@@ -195,4 +198,100 @@ fn locked_users_and_roles_are_refused_and_their_watches_cut() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `kubectl auth whoami` with `token`, against `server` trusting the CA in
+/// file `ca`: the user name and groups the API server sees.
+fn whoami(server: &str, ca: &std::path::Path, token: &str) -> (String, Vec<String>) {
+    let info = success(kubectl(&[
+        "--kubeconfig",
+        "/dev/null",
+        "--server",
+        server,
+        "--certificate-authority",
+        ca.to_str().unwrap(),
+        "--token",
+        token,
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+    ]));
+    let (user, groups) = info.trim().split_once(' ').unwrap_or((info.trim(), "[]"));
+    let mut groups: Vec<String> = serde_json::from_str(groups).unwrap();
+    groups.sort();
+    (user.to_string(), groups)
+}
+
+#[test]
+#[ignore = "needs a real cluster named by KUBECONFIG"]
+fn a_service_account_is_exactly_itself_through_the_proxy() {
+    let mut scenario = Scenario::new("kube-sa");
+    let operator = scenario.operator("operator-0", &[]);
+    let pki = scenario.pki();
+    let proxy = Sidecar::kube(
+        &pki,
+        &operator.view_url(),
+        &scenario.name("kube-proxy"),
+        &admin_kubeconfig(),
+        scenario.logs(),
+    );
+    let ns = scenario.ns().to_string();
+    success(kubectl(&["create", "serviceaccount", "robot", "-n", &ns]));
+    let token = success(kubectl(&["create", "token", "robot", "-n", &ns]));
+    let token = token.trim();
+    let field = |path: &str| {
+        success(kubectl(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            &format!("jsonpath={{.clusters[0].cluster.{path}}}"),
+        ]))
+    };
+    let server = field("server");
+    // A kubeconfig names the API server's CA inline or by file.
+    let server_ca = match field("certificate-authority-data") {
+        data if !data.is_empty() => {
+            let path = pki.dir().join("api-server-ca.crt");
+            std::fs::write(&path, decode_base64(data.trim())).unwrap();
+            path
+        }
+        _ => field("certificate-authority").trim().into(),
+    };
+    let direct = whoami(&server, &server_ca, token);
+    let robot = format!("system:serviceaccount:{ns}:robot");
+    assert_eq!(
+        direct,
+        (
+            robot.clone(),
+            vec![
+                "system:authenticated".to_string(),
+                "system:serviceaccounts".to_string(),
+                format!("system:serviceaccounts:{ns}"),
+            ]
+        )
+    );
+    // The proxy sends no Impersonate-Group for these (the API server adds
+    // them itself): the same user and groups as direct.
+    let proxy_url = format!("https://localhost:{}", proxy.listen.port());
+    let ca = pki.ca_crt();
+    let through = || whoami(&proxy_url, &ca, token);
+    assert_eq!(through(), direct);
+
+    // A role that denies the ServiceAccounts of this namespace every group at
+    // every kube proxy: none of them may come back upstream.
+    let role = scenario.name("no-groups");
+    scenario.apply_cluster(
+        "accessroles.deadbolt.dev",
+        &role,
+        &format!(
+            "apiVersion: deadbolt.dev/v1\nkind: AccessRole\nmetadata:\n  name: {role}\nspec:\n  groups: [\"system:serviceaccounts:{ns}\"]\n  deny:\n    kubernetesGroups: [\"*\"]\n"
+        ),
+    );
+    let only_authenticated = (robot, vec!["system:authenticated".to_string()]);
+    deadbolt_e2e::eventually("the role to take every group away", PATIENCE, || {
+        through() == only_authenticated
+    });
 }

@@ -7,12 +7,20 @@
 //! roles give it ([`deadbolt_api::access::kubernetes_groups`]), and
 //! `Impersonate-Extra-*` for the Deadbolt attributes the API server's audit
 //! log should carry.
+//!
+//! A ServiceAccount impersonated without any `Impersonate-Group` gets its two
+//! groups from the API server itself. So when those are exactly its groups,
+//! none is sent (each one is an authorization check in the API server's
+//! impersonation filter), and when it has no group at all, `system:authenticated`
+//! alone is, or the API server would add the two back.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
+use deadbolt_api::access::ALL_AUTHENTICATED;
 use deadbolt_api::credential::CertIdentity;
 use deadbolt_api::replica::ViewReplica;
+use deadbolt_api::service_account::{group_names, split_username};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 
@@ -116,8 +124,17 @@ impl Impersonation {
             HeaderName::from_static("impersonate-user"),
             value(&self.user)?,
         );
-        for group in &self.groups {
-            headers.append(HeaderName::from_static("impersonate-group"), value(group)?);
+        let group = HeaderName::from_static("impersonate-group");
+        match split_username(&self.user) {
+            Some((namespace, _)) if self.groups == group_names(namespace) => {}
+            Some(_) if self.groups.is_empty() => {
+                headers.append(group, HeaderValue::from_static(ALL_AUTHENTICATED));
+            }
+            _ => {
+                for name in &self.groups {
+                    headers.append(group.clone(), value(name)?);
+                }
+            }
         }
         for (key, extra) in &self.extra {
             let name = HeaderName::from_bytes(extra_header_name(key).as_bytes())
@@ -293,6 +310,71 @@ mod tests {
         let mut bad = impersonation.clone();
         bad.user = "new\nline".into();
         assert!(bad.apply(&mut HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn a_service_account_is_sent_exactly_the_groups_the_api_server_would_give_it() {
+        let replica = replica();
+        let headers = |user: &str, groups: &[&str], roles: &[&str]| {
+            let principal = CertIdentity {
+                user: user.into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                ..Default::default()
+            };
+            let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+            let mut headers = HeaderMap::new();
+            Impersonation::new(&principal, &replica, &roles, &BTreeMap::new(), None)
+                .apply(&mut headers)
+                .unwrap();
+            let sent: Vec<String> = headers
+                .get_all("impersonate-group")
+                .iter()
+                .map(|value| value.to_str().unwrap().to_string())
+                .collect();
+            sent
+        };
+        let robot = "system:serviceaccount:shop:robot";
+        let own = [
+            "system:serviceaccounts",
+            "system:serviceaccounts:shop",
+            ALL_AUTHENTICATED,
+        ];
+        // Its own two groups: none sent, the API server adds them.
+        assert!(headers(robot, &own, &[]).is_empty());
+        // More than those (a role's group), or fewer: all of them, named.
+        assert_eq!(
+            headers(robot, &own, &["dev"]),
+            [
+                "developers",
+                "system:serviceaccounts",
+                "system:serviceaccounts:shop",
+                "viewers"
+            ]
+        );
+        assert_eq!(
+            headers(robot, &["system:serviceaccounts"], &[]),
+            ["system:serviceaccounts"]
+        );
+        // Every group denied: naming none would give it its two back.
+        assert_eq!(headers(robot, &own, &["lockdown"]), [ALL_AUTHENTICATED]);
+        // The groups of another namespace are not its own.
+        assert_eq!(
+            headers(
+                "system:serviceaccount:web:robot",
+                &["system:serviceaccounts", "system:serviceaccounts:shop"],
+                &[]
+            ),
+            ["system:serviceaccounts", "system:serviceaccounts:shop"]
+        );
+        // A name the API server reads as a plain user: its groups, named;
+        // none when it has none (the API server adds none of its own).
+        let plain = "system:serviceaccount:Shop:robot";
+        assert_eq!(
+            headers(plain, &["system:serviceaccounts"], &[]),
+            ["system:serviceaccounts"]
+        );
+        assert!(headers(plain, &own, &["lockdown"]).is_empty());
+        assert!(headers("alice", &[], &[]).is_empty());
     }
 
     #[test]
