@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::pki::Pki;
 use crate::postgres::Postgres;
-use crate::process::Operator;
-use crate::{Cleanup, Namespace, apply, require_cluster, uuid_like};
+use crate::process::{Operator, Sidecar};
+use crate::{Cleanup, Namespace, admin_kubeconfig, apply, require_cluster, uuid_like};
 
 /// See [`Scenario::database_access`].
 pub struct DatabaseAccess {
@@ -17,6 +17,16 @@ pub struct DatabaseAccess {
     pub group: String,
     /// The AccessRole's name.
     pub role: String,
+}
+
+/// See [`Scenario::kube_proxy`].
+pub struct KubeProxy {
+    /// The operator replica.
+    pub operator: Operator,
+    /// Its CA.
+    pub pki: Pki,
+    /// The kube proxy.
+    pub proxy: Sidecar,
 }
 
 /// One scenario's world.
@@ -62,6 +72,26 @@ impl Scenario {
     pub fn operator(&self, identity: &str, extra: &[&str]) -> Operator {
         let extra: Vec<String> = extra.iter().map(|flag| flag.to_string()).collect();
         Operator::start(self.ns(), identity, self.logs(), &extra)
+    }
+
+    /// The kube proxy's world: an operator replica, its CA, and a kube proxy
+    /// (`kube-proxy-<run>`) subscribed to it, forwarding to the cluster with
+    /// the admin kubeconfig.
+    pub fn kube_proxy(&self) -> KubeProxy {
+        let operator = self.operator("operator-0", &[]);
+        let pki = self.pki();
+        let proxy = Sidecar::kube(
+            &pki,
+            &operator.view_url(),
+            &self.name("kube-proxy"),
+            &admin_kubeconfig(),
+            self.logs(),
+        );
+        KubeProxy {
+            operator,
+            pki,
+            proxy,
+        }
     }
 
     /// What a database proxy in front of the harness's PostgreSQL needs: the

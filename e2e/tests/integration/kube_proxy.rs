@@ -11,9 +11,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use deadbolt_e2e::pki::decode_base64;
-use deadbolt_e2e::process::{Sidecar, lines_of};
-use deadbolt_e2e::scenario::{Scenario, lock_manifest};
-use deadbolt_e2e::{PATIENCE, admin_kubeconfig, apply, kubectl, kubectl_command, stderr, success};
+use deadbolt_e2e::process::lines_of;
+use deadbolt_e2e::scenario::{KubeProxy, Scenario, lock_manifest};
+use deadbolt_e2e::{PATIENCE, apply, kubectl, kubectl_command, stderr, success};
 
 /// `kubectl get configmaps -w` as a user, its output lines on a channel.
 struct Watch {
@@ -75,15 +75,11 @@ impl Drop for Watch {
 #[ignore = "needs a real cluster named by KUBECONFIG"]
 fn locked_users_and_roles_are_refused_and_their_watches_cut() {
     let mut scenario = Scenario::new("kube");
-    let operator = scenario.operator("operator-0", &[]);
-    let pki = scenario.pki();
-    let proxy = Sidecar::kube(
-        &pki,
-        &operator.view_url(),
-        &scenario.name("kube-proxy"),
-        &admin_kubeconfig(),
-        scenario.logs(),
-    );
+    let KubeProxy {
+        operator: _operator,
+        pki,
+        proxy,
+    } = scenario.kube_proxy();
     let ns = scenario.ns().to_string();
     let olga = format!("{}@example.com", scenario.name("olga"));
     let jerry = scenario.name("jerry");
@@ -227,15 +223,11 @@ fn whoami(server: &str, ca: &std::path::Path, token: &str) -> (String, Vec<Strin
 #[ignore = "needs a real cluster named by KUBECONFIG"]
 fn a_service_account_is_exactly_itself_through_the_proxy() {
     let mut scenario = Scenario::new("kube-sa");
-    let operator = scenario.operator("operator-0", &[]);
-    let pki = scenario.pki();
-    let proxy = Sidecar::kube(
-        &pki,
-        &operator.view_url(),
-        &scenario.name("kube-proxy"),
-        &admin_kubeconfig(),
-        scenario.logs(),
-    );
+    let KubeProxy {
+        operator: _operator,
+        pki,
+        proxy,
+    } = scenario.kube_proxy();
     let ns = scenario.ns().to_string();
     success(kubectl(&["create", "serviceaccount", "robot", "-n", &ns]));
     let token = success(kubectl(&["create", "token", "robot", "-n", &ns]));

@@ -10,10 +10,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use deadbolt_e2e::process::{Running, Sidecar};
-use deadbolt_e2e::scenario::{Scenario, lock_manifest};
+use deadbolt_e2e::process::Running;
+use deadbolt_e2e::scenario::{KubeProxy, Scenario, lock_manifest};
 use deadbolt_e2e::webhook::{enforcing_operator, service_account_kubeconfig};
-use deadbolt_e2e::{PATIENCE, admin_kubeconfig, apply, kubectl, node_kit, stderr, success};
+use deadbolt_e2e::{PATIENCE, apply, kubectl, node_kit, stderr, success};
 
 const IMAGE: &str = "localhost/deadbolt-e2e-busybox:1";
 
@@ -74,15 +74,11 @@ fn exec_attach_logs_and_port_forward_into_a_real_pod_are_cut() {
     let mut scenario = Scenario::new("node");
     image();
     start_pod(scenario.ns());
-    let operator = scenario.operator("operator-0", &[]);
-    let pki = scenario.pki();
-    let proxy = Sidecar::kube(
-        &pki,
-        &operator.view_url(),
-        &scenario.name("kube-proxy"),
-        &admin_kubeconfig(),
-        scenario.logs(),
-    );
+    let KubeProxy {
+        operator: _operator,
+        pki,
+        proxy,
+    } = scenario.kube_proxy();
     let nina = scenario.name("nina");
     scenario.bind("edit", &nina);
     let config = proxy.kubeconfig_for(&pki, &pki.user(&nina, &[]), "nina");
