@@ -53,7 +53,8 @@ pub struct Webauthn {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct MfaLockout {
-    /// Failed MFA checks in a row that lock the user out (default 5).
+    /// Failed MFA checks in a row that lock the user out (default 5). Failures
+    /// are forgotten once the last is `duration` old.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_failed_attempts: Option<u32>,

@@ -241,10 +241,7 @@ impl MfaService {
             Err(failure) => {
                 let now = self.clock.now();
                 let config = self.view.read(|replica| replica.config().mfa.clone());
-                let rule = LockoutRule {
-                    max_failures: config.max_failed_attempts,
-                    lasts: Duration::from_millis(config.lockout_ms),
-                };
+                let rule = lockout_rule(&config);
                 let locked = match self.lockout.fail(&user, now, rule).await {
                     Ok(locked) => locked,
                     Err(error) => {
@@ -417,9 +414,12 @@ impl MfaService {
             .list(&principal.user)
             .await
             .map_err(unavailable)?;
+        let rule = self
+            .view
+            .read(|replica| lockout_rule(&replica.config().mfa));
         let standing = self
             .lockout
-            .standing(&principal.user, now)
+            .standing(&principal.user, now, rule)
             .await
             .map_err(unavailable)?;
         Ok(WhoAmI {
@@ -463,9 +463,12 @@ impl MfaService {
     /// Refuses a user locked out by failed checks (and, failing closed, when
     /// the standing cannot be read); returns the standing otherwise.
     async fn refuse_if_locked_out(&self, user: &str) -> Result<Standing, Failure> {
+        let rule = self
+            .view
+            .read(|replica| lockout_rule(&replica.config().mfa));
         let standing = self
             .lockout
-            .standing(user, self.clock.now())
+            .standing(user, self.clock.now(), rule)
             .await
             .map_err(unavailable)?;
         match standing.locked_until {
@@ -491,6 +494,14 @@ impl MfaService {
         event.user = Some(caller.identity.user.clone());
         event.addr_remote = caller.remote.map(|addr| addr.to_string());
         event
+    }
+}
+
+/// The ClusterAuthPreference's `mfaLockout`.
+fn lockout_rule(config: &MfaConfig) -> LockoutRule {
+    LockoutRule {
+        max_failures: config.max_failed_attempts,
+        lasts: Duration::from_millis(config.lockout_ms),
     }
 }
 

@@ -76,13 +76,17 @@ async fn failures_from_two_replicas_both_count_and_a_pass_clears_them() {
         );
         assert_eq!(
             created["metadata"]["annotations"]["deadbolt.dev/mfa-lockout"],
-            r#"{"user":"jerry","failures":1}"#
+            r#"{"user":"jerry","failures":1,"lastFailure":"2030-01-01T00:00:00Z"}"#
         );
         ApiServer::reply(send, 409, &conflict("AlreadyExists"));
         server
             .expect_get(
                 &list_uri(&name),
-                lease_list(vec![lease(&name, "7", r#"{"user":"jerry","failures":1}"#)]),
+                lease_list(vec![lease(
+                    &name,
+                    "7",
+                    r#"{"user":"jerry","failures":1,"lastFailure":"2030-01-01T00:00:00Z"}"#,
+                )]),
             )
             .await;
         let (request, send) = server
@@ -92,7 +96,7 @@ async fn failures_from_two_replicas_both_count_and_a_pass_clears_them() {
             request.headers()["content-type"],
             "application/merge-patch+json"
         );
-        let locked = r#"{"user":"jerry","failures":2,"lockedUntil":"2030-01-01T00:30:00Z"}"#;
+        let locked = r#"{"user":"jerry","failures":2,"lockedUntil":"2030-01-01T00:30:00Z","lastFailure":"2030-01-01T00:00:00Z"}"#;
         assert_eq!(
             ApiServer::body(request).await,
             json!({"metadata": {"resourceVersion": "7", "annotations": {"deadbolt.dev/mfa-lockout": locked}}})
@@ -126,13 +130,14 @@ async fn failures_from_two_replicas_both_count_and_a_pass_clears_them() {
         "the second failure, counted on top of the other replica's, locks out"
     );
     assert_eq!(
-        store.standing("jerry", now).await.unwrap(),
+        store.standing("jerry", now, rule).await.unwrap(),
         Standing {
             failures: 2,
-            locked_until: Some(at("2030-01-01T00:30:00Z"))
+            locked_until: Some(at("2030-01-01T00:30:00Z")),
+            last_failure: Some(now),
         }
     );
-    let foreign = store.standing("jerry", now).await.unwrap_err();
+    let foreign = store.standing("jerry", now, rule).await.unwrap_err();
     assert!(foreign.to_string().contains("delete it"), "{foreign}");
     store.succeed("jerry").await.unwrap();
     drop(store);

@@ -132,12 +132,17 @@ impl LeaseLockout {
 }
 
 impl LockoutStore for LeaseLockout {
-    fn standing<'a>(&'a self, user: &'a str, now: Timestamp) -> StoreFuture<'a, Standing> {
+    fn standing<'a>(
+        &'a self,
+        user: &'a str,
+        now: Timestamp,
+        rule: LockoutRule,
+    ) -> StoreFuture<'a, Standing> {
         Box::pin(async move {
             Ok(self
                 .read(user)
                 .await?
-                .map(|(_, standing)| standing.at(now))
+                .map(|(_, standing)| standing.at(now, rule))
                 .unwrap_or_default())
         })
     }
@@ -236,7 +241,7 @@ mod tests {
             standing_of(&jerrys, "jerry"),
             Some(Standing {
                 failures: 3,
-                locked_until: None
+                ..Standing::default()
             })
         );
         assert_eq!(standing_of(&jerrys, "olga"), None);

@@ -1,7 +1,9 @@
 //! Lock-out after repeated failed MFA checks, Teleport's login lock-out
 //! (`is_locked`, `lock_expires`): after `maxFailedAttempts` failures in a
 //! row, a user gets no new MFA credential until the lock-out ends. The
-//! numbers come from the ClusterAuthPreference (`mfaLockout`).
+//! numbers come from the ClusterAuthPreference (`mfaLockout`). As Teleport
+//! forgets failed attempts after a while, failures are forgotten once the
+//! last one is `duration` old: the count starts again.
 //!
 //! The rule is [`Standing`]'s; where standings are kept is a
 //! [`LockoutStore`]'s. Every replica behind the MFA Service must see the same
@@ -31,6 +33,9 @@ pub struct Standing {
     /// The end of the lock-out in force, if one is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locked_until: Option<Timestamp>,
+    /// When the last failure was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<Timestamp>,
 }
 
 /// How many failures in a row lock a user out, and for how long.
@@ -38,36 +43,46 @@ pub struct Standing {
 pub struct LockoutRule {
     /// Failures in a row that start a lock-out (at least 1).
     pub max_failures: u32,
-    /// How long a lock-out lasts.
+    /// How long a lock-out lasts, and how long failures are remembered.
     pub lasts: Duration,
 }
 
+impl LockoutRule {
+    /// `lasts` after `from`.
+    fn after(self, from: Timestamp) -> Timestamp {
+        from.checked_add(
+            jiff::SignedDuration::try_from(self.lasts).unwrap_or(jiff::SignedDuration::MAX),
+        )
+        .unwrap_or(Timestamp::MAX)
+    }
+}
+
 impl Standing {
-    /// The standing at `now`: a lock-out that has ended starts the count again.
-    pub fn at(self, now: Timestamp) -> Self {
-        match self.locked_until {
-            Some(until) if until <= now => Self::default(),
-            _ => self,
-        }
+    /// The standing at `now`: a lock-out that has ended, or failures whose
+    /// last is `rule.lasts` old, start the count again.
+    pub fn at(self, now: Timestamp, rule: LockoutRule) -> Self {
+        let over = match (self.locked_until, self.last_failure) {
+            (Some(until), _) => until <= now,
+            (None, Some(last)) => rule.after(last) <= now,
+            (None, None) => false,
+        };
+        if over { Self::default() } else { self }
     }
 
     /// Counts a failed check at `now` (on the standing at `now`); returns the
     /// end of the lock-out it started, if it did. Failures during a lock-out
     /// change nothing.
     pub fn fail(&mut self, now: Timestamp, rule: LockoutRule) -> Option<Timestamp> {
-        *self = self.at(now);
+        *self = self.at(now, rule);
         if self.locked_until.is_some() {
             return None;
         }
         self.failures = self.failures.saturating_add(1);
+        self.last_failure = Some(now);
         if self.failures < rule.max_failures.max(1) {
             return None;
         }
-        let until = now
-            .checked_add(
-                jiff::SignedDuration::try_from(rule.lasts).unwrap_or(jiff::SignedDuration::MAX),
-            )
-            .unwrap_or(Timestamp::MAX);
+        let until = rule.after(now);
         self.locked_until = Some(until);
         Some(until)
     }
@@ -76,7 +91,12 @@ impl Standing {
 /// Where standings are kept.
 pub trait LockoutStore: Send + Sync + 'static {
     /// Where `user` stands at `now`.
-    fn standing<'a>(&'a self, user: &'a str, now: Timestamp) -> StoreFuture<'a, Standing>;
+    fn standing<'a>(
+        &'a self,
+        user: &'a str,
+        now: Timestamp,
+        rule: LockoutRule,
+    ) -> StoreFuture<'a, Standing>;
     /// Records a failed check; returns the end of the lock-out it started, if it did.
     fn fail<'a>(
         &'a self,
@@ -101,8 +121,18 @@ impl MemoryLockout {
 }
 
 impl LockoutStore for MemoryLockout {
-    fn standing<'a>(&'a self, user: &'a str, now: Timestamp) -> StoreFuture<'a, Standing> {
-        let standing = self.users().get(user).copied().unwrap_or_default().at(now);
+    fn standing<'a>(
+        &'a self,
+        user: &'a str,
+        now: Timestamp,
+        rule: LockoutRule,
+    ) -> StoreFuture<'a, Standing> {
+        let standing = self
+            .users()
+            .get(user)
+            .copied()
+            .unwrap_or_default()
+            .at(now, rule);
         Box::pin(async move { Ok(standing) })
     }
 
@@ -147,18 +177,32 @@ mod tests {
         }
         assert_eq!(standing.fail(at(5), THIRTY_MINUTES), Some(at(1805)));
         assert_eq!(
-            standing.at(at(100)),
+            standing.at(at(100), THIRTY_MINUTES),
             Standing {
                 failures: 5,
-                locked_until: Some(at(1805))
+                locked_until: Some(at(1805)),
+                last_failure: Some(at(5)),
             }
         );
         // Failing again during the lock-out neither counts nor extends it.
         assert_eq!(standing.fail(at(200), THIRTY_MINUTES), None);
         assert_eq!(standing.locked_until, Some(at(1805)));
-        assert_eq!(standing.at(at(1805)), Standing::default());
+        assert_eq!(standing.at(at(1805), THIRTY_MINUTES), Standing::default());
         // After it, the count starts again.
         assert_eq!(standing.fail(at(1806), THIRTY_MINUTES), None);
+        assert_eq!(standing.failures, 1);
+    }
+
+    #[test]
+    fn failures_are_forgotten_once_the_last_is_as_old_as_a_lock_out() {
+        let mut standing = Standing::default();
+        for n in [0, 1000, 2000, 3000] {
+            assert_eq!(standing.fail(at(n), THIRTY_MINUTES), None);
+        }
+        assert_eq!(standing.at(at(4799), THIRTY_MINUTES).failures, 4);
+        assert_eq!(standing.at(at(4800), THIRTY_MINUTES), Standing::default());
+        // A fifth failure 30 minutes after the fourth is a first one.
+        assert_eq!(standing.fail(at(4800), THIRTY_MINUTES), None);
         assert_eq!(standing.failures, 1);
     }
 
@@ -176,18 +220,19 @@ mod tests {
         let standing = Standing {
             failures: 5,
             locked_until: Some(at(1805)),
+            last_failure: Some(at(5)),
         };
         let text = serde_json::to_string(&standing).unwrap();
         assert_eq!(
             text,
-            r#"{"failures":5,"lockedUntil":"1970-01-01T00:30:05Z"}"#
+            r#"{"failures":5,"lockedUntil":"1970-01-01T00:30:05Z","lastFailure":"1970-01-01T00:00:05Z"}"#
         );
         assert_eq!(serde_json::from_str::<Standing>(&text).unwrap(), standing);
         assert_eq!(
             serde_json::from_str::<Standing>(r#"{"failures":2}"#).unwrap(),
             Standing {
                 failures: 2,
-                locked_until: None
+                ..Standing::default()
             }
         );
     }
@@ -198,18 +243,13 @@ mod tests {
         for n in 1..=5 {
             store.fail("alice", at(n), THIRTY_MINUTES).await.unwrap();
         }
+        let standing = |user, second| store.standing(user, at(second), THIRTY_MINUTES);
         assert_eq!(
-            store.standing("alice", at(100)).await.unwrap().locked_until,
+            standing("alice", 100).await.unwrap().locked_until,
             Some(at(1805))
         );
-        assert_eq!(
-            store.standing("bob", at(100)).await.unwrap(),
-            Standing::default()
-        );
+        assert_eq!(standing("bob", 100).await.unwrap(), Standing::default());
         store.succeed("alice").await.unwrap();
-        assert_eq!(
-            store.standing("alice", at(101)).await.unwrap(),
-            Standing::default()
-        );
+        assert_eq!(standing("alice", 101).await.unwrap(), Standing::default());
     }
 }
