@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use deadbolt_e2e::pki::decode_base64;
 use deadbolt_e2e::process::lines_of;
-use deadbolt_e2e::scenario::{KubeProxy, Scenario, lock_manifest};
+use deadbolt_e2e::scenario::{Scenario, lock_manifest};
 use deadbolt_e2e::{PATIENCE, apply, kubectl, kubectl_command, stderr, success};
 
 /// `kubectl get configmaps -w` as a user, its output lines on a channel.
@@ -75,11 +75,8 @@ impl Drop for Watch {
 #[ignore = "needs a real cluster named by KUBECONFIG"]
 fn locked_users_and_roles_are_refused_and_their_watches_cut() {
     let mut scenario = Scenario::new("kube");
-    let KubeProxy {
-        operator: _operator,
-        pki,
-        proxy,
-    } = scenario.kube_proxy();
+    let kube = scenario.kube_proxy();
+    let (pki, proxy) = (&kube.pki, &kube.proxy);
     let ns = scenario.ns().to_string();
     let olga = format!("{}@example.com", scenario.name("olga"));
     let jerry = scenario.name("jerry");
@@ -105,8 +102,8 @@ fn locked_users_and_roles_are_refused_and_their_watches_cut() {
         "--from-literal=a=1",
     ]));
 
-    let olga_config = proxy.kubeconfig_for(&pki, &pki.user(&olga, &[]), "olga");
-    let jerry_config = proxy.kubeconfig_for(&pki, &pki.user(&jerry, &[]), "jerry");
+    let olga_config = proxy.kubeconfig_for(pki, &pki.user(&olga, &[]), "olga");
+    let jerry_config = proxy.kubeconfig_for(pki, &pki.user(&jerry, &[]), "jerry");
     let get = |config: &std::path::Path| {
         kubectl(&[
             "--kubeconfig",
@@ -223,11 +220,8 @@ fn whoami(server: &str, ca: &std::path::Path, token: &str) -> (String, Vec<Strin
 #[ignore = "needs a real cluster named by KUBECONFIG"]
 fn a_service_account_is_exactly_itself_through_the_proxy() {
     let mut scenario = Scenario::new("kube-sa");
-    let KubeProxy {
-        operator: _operator,
-        pki,
-        proxy,
-    } = scenario.kube_proxy();
+    let kube = scenario.kube_proxy();
+    let (pki, proxy) = (&kube.pki, &kube.proxy);
     let ns = scenario.ns().to_string();
     success(kubectl(&["create", "serviceaccount", "robot", "-n", &ns]));
     let token = success(kubectl(&["create", "token", "robot", "-n", &ns]));

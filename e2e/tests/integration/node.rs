@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use deadbolt_e2e::process::Running;
-use deadbolt_e2e::scenario::{KubeProxy, Scenario, lock_manifest};
+use deadbolt_e2e::scenario::{Scenario, lock_manifest};
 use deadbolt_e2e::webhook::{enforcing_operator, service_account_kubeconfig};
 use deadbolt_e2e::{PATIENCE, apply, kubectl, node_kit, stderr, success};
 
@@ -74,14 +74,11 @@ fn exec_attach_logs_and_port_forward_into_a_real_pod_are_cut() {
     let mut scenario = Scenario::new("node");
     image();
     start_pod(scenario.ns());
-    let KubeProxy {
-        operator: _operator,
-        pki,
-        proxy,
-    } = scenario.kube_proxy();
+    let kube = scenario.kube_proxy();
+    let (pki, proxy) = (&kube.pki, &kube.proxy);
     let nina = scenario.name("nina");
     scenario.bind("edit", &nina);
-    let config = proxy.kubeconfig_for(&pki, &pki.user(&nina, &[]), "nina");
+    let config = proxy.kubeconfig_for(pki, &pki.user(&nina, &[]), "nina");
     let ns = scenario.ns().to_string();
 
     let mut exec = Running::start(
