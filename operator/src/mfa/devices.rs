@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use deadbolt_api::resources::{MfaDevice, MfaDeviceSpec, MfaDeviceStatus};
-use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+
+use super::store::{StoreError, StoreFuture};
 
 /// A registered device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,14 +32,6 @@ pub struct StoredDevice {
     /// When it last passed a check.
     pub last_used: Option<Timestamp>,
 }
-
-/// Why the device store failed.
-#[derive(Debug, thiserror::Error)]
-#[error("MFA device store: {0}")]
-pub struct StoreError(pub String);
-
-/// What a [`DeviceStore`] call returns.
-pub type StoreFuture<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
 
 /// Reads and writes registered devices.
 pub trait DeviceStore: Send + Sync + 'static {

@@ -9,10 +9,12 @@ mod devices;
 mod http;
 mod lockout;
 mod service;
+mod store;
 
-pub use devices::{DeviceStore, DeviceUse, KubeDevices, MemoryDevices, StoreError, StoredDevice};
+pub use devices::{DeviceStore, DeviceUse, KubeDevices, MemoryDevices, StoredDevice};
 pub use http::{ALPN, Endpoint, serve};
 pub use lockout::{
     LOCKOUT_LABEL, LeaseLockout, LockoutRule, LockoutStore, MemoryLockout, Standing,
 };
 pub use service::{Caller, MfaService};
+pub use store::{StoreError, StoreFuture};

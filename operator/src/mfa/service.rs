@@ -585,6 +585,6 @@ fn to_json(value: &impl serde::Serialize) -> Result<serde_json::Value, Failure> 
         .map_err(|error| Failure::unavailable(format!("cannot encode the challenge: {error}")))
 }
 
-fn unavailable(error: super::devices::StoreError) -> Failure {
+fn unavailable(error: super::store::StoreError) -> Failure {
     Failure::unavailable(error.to_string())
 }

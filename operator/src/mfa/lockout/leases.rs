@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{LockoutRule, LockoutStore, Standing};
-use crate::mfa::devices::{StoreError, StoreFuture};
+use crate::mfa::store::{StoreError, StoreFuture};
 
 /// The label of every lock-out Lease: `kubectl get leases -l deadbolt.dev/mfa-lockout`.
 pub const LOCKOUT_LABEL: &str = "deadbolt.dev/mfa-lockout";

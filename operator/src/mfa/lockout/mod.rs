@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use leases::{LOCKOUT_LABEL, LeaseLockout};
 
-use super::devices::StoreFuture;
+use super::store::StoreFuture;
 
 /// A user's standing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
