@@ -274,9 +274,9 @@ fn kubectl_needs_an_mfa_check_for_prod_and_gets_it_from_login_mfa() {
             stderr(&status)
         );
     }
-    // The count is one Lease in the operators' namespace, for whoever must
-    // end the lock-out early.
-    let leases = success(kubectl(&[
+    // The count is one Lease in the operators' namespace, held by the user,
+    // for whoever must end the lock-out early.
+    let holders = success(kubectl(&[
         "get",
         "leases",
         "-n",
@@ -284,9 +284,9 @@ fn kubectl_needs_an_mfa_check_for_prod_and_gets_it_from_login_mfa() {
         "-l",
         "deadbolt.dev/mfa-lockout",
         "-o",
-        "name",
+        "jsonpath={.items[*].spec.holderIdentity}",
     ]));
-    assert_eq!(leases.lines().count(), 1, "{leases}");
+    assert_eq!(holders.trim(), jerry, "{holders}");
     drop(second);
     drop(operator);
 }

@@ -2,7 +2,8 @@
 //! Service sees them: the exact requests (a field-selected list, since the
 //! operator may not get arbitrary Leases; a create, or a patch carrying the
 //! resourceVersion read), and a write that loses to another replica's is read
-//! and made again, so both failures count.
+//! and made again, so both failures count; a Lease that counts for nothing
+//! any more is deleted when read, unless it changed meanwhile.
 
 use std::time::Duration;
 
@@ -78,6 +79,8 @@ async fn failures_from_two_replicas_both_count_and_a_pass_clears_them() {
             created["metadata"]["annotations"]["deadbolt.dev/mfa-lockout"],
             r#"{"user":"jerry","failures":1,"lastFailure":"2030-01-01T00:00:00Z"}"#
         );
+        // Its holder is the user, so `kubectl get leases` says whose it is.
+        assert_eq!(created["spec"]["holderIdentity"], "jerry");
         ApiServer::reply(send, 409, &conflict("AlreadyExists"));
         server
             .expect_get(
@@ -99,7 +102,10 @@ async fn failures_from_two_replicas_both_count_and_a_pass_clears_them() {
         let locked = r#"{"user":"jerry","failures":2,"lockedUntil":"2030-01-01T00:30:00Z","lastFailure":"2030-01-01T00:00:00Z"}"#;
         assert_eq!(
             ApiServer::body(request).await,
-            json!({"metadata": {"resourceVersion": "7", "annotations": {"deadbolt.dev/mfa-lockout": locked}}})
+            json!({
+                "metadata": {"resourceVersion": "7", "annotations": {"deadbolt.dev/mfa-lockout": locked}},
+                "spec": {"holderIdentity": "jerry", "renewTime": "2030-01-01T00:00:00.000000Z"},
+            })
         );
         ApiServer::reply(send, 200, &lease(&name, "8", locked));
 
@@ -121,6 +127,22 @@ async fn failures_from_two_replicas_both_count_and_a_pass_clears_them() {
         server
             .expect_delete(&format!("{LEASES}/{name}?"), success_status())
             .await;
+        // A Lease whose failures are forgotten counts for nothing, and is
+        // deleted if nothing changed it since it was read.
+        server
+            .expect_get(
+                &list_uri(&name),
+                lease_list(vec![lease(
+                    &name,
+                    "9",
+                    r#"{"user":"jerry","failures":1,"lastFailure":"2030-01-01T00:00:00Z"}"#,
+                )]),
+            )
+            .await;
+        let precondition = server
+            .expect_delete(&format!("{LEASES}/{name}?"), success_status())
+            .await;
+        assert_eq!(precondition["preconditions"]["resourceVersion"], "9");
         server
     });
 
@@ -140,6 +162,11 @@ async fn failures_from_two_replicas_both_count_and_a_pass_clears_them() {
     let foreign = store.standing("jerry", now, rule).await.unwrap_err();
     assert!(foreign.to_string().contains("delete it"), "{foreign}");
     store.succeed("jerry").await.unwrap();
+    let later = at("2030-01-01T01:00:00Z");
+    assert_eq!(
+        store.standing("jerry", later, rule).await.unwrap(),
+        Standing::default()
+    );
     drop(store);
     script.await.unwrap().finish().await;
 }

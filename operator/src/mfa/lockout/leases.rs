@@ -8,14 +8,19 @@
 //! field-selected list. Writes carry the resourceVersion they read (a create
 //! or a patch that fails with a conflict is read and tried again), so two
 //! replicas failing the same user at once both count. An administrator ends a
-//! lock-out early by deleting the Lease (docs/mfa.md).
+//! lock-out early by deleting the Lease (docs/mfa.md); its holder is the user
+//! and its renew time the last failure, so `kubectl get leases` says whose
+//! count each one is. A Lease that counts for nothing any more (its lock-out
+//! over, or its failures forgotten) is deleted when next read.
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
+use kube::api::{
+    DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -80,6 +85,25 @@ impl LeaseLockout {
         Ok(Some((lease, standing)))
     }
 
+    /// Deletes `lease`, which counts for nothing any more, unless it changed
+    /// since it was read. Best effort: a Lease left behind still counts for nothing.
+    async fn tidy(&self, lease: &Lease) {
+        let (Some(name), Some(version)) = (&lease.metadata.name, &lease.metadata.resource_version)
+        else {
+            return;
+        };
+        let unchanged = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: Some(version.clone()),
+                uid: None,
+            }),
+            ..DeleteParams::default()
+        };
+        if let Err(error) = self.api.delete(name, &unchanged).await {
+            tracing::debug!(lease = %name, %error, "cannot delete a spent MFA lock-out Lease");
+        }
+    }
+
     /// Writes `standing` as `user`'s: creates the Lease, or patches the one
     /// read at `version`. `Ok(false)` when another write came first.
     async fn write(
@@ -94,6 +118,11 @@ impl LeaseLockout {
             standing,
         })
         .map_err(|error| StoreError(format!("cannot encode the MFA lock-out: {error}")))?;
+        let spec = LeaseSpec {
+            holder_identity: Some(user.to_string()),
+            renew_time: standing.last_failure.map(MicroTime),
+            ..LeaseSpec::default()
+        };
         let written = match version {
             None => {
                 let lease = Lease {
@@ -104,7 +133,7 @@ impl LeaseLockout {
                         owner_references: self.owner.clone().map(|owner| vec![owner]),
                         ..ObjectMeta::default()
                     },
-                    spec: None,
+                    spec: Some(spec),
                 };
                 self.api.create(&PostParams::default(), &lease).await
             }
@@ -113,7 +142,8 @@ impl LeaseLockout {
                     "metadata": {
                         "resourceVersion": version,
                         "annotations": { STANDING_ANNOTATION: record },
-                    }
+                    },
+                    "spec": spec,
                 });
                 self.api
                     .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -139,11 +169,14 @@ impl LockoutStore for LeaseLockout {
         rule: LockoutRule,
     ) -> StoreFuture<'a, Standing> {
         Box::pin(async move {
-            Ok(self
-                .read(user)
-                .await?
-                .map(|(_, standing)| standing.at(now, rule))
-                .unwrap_or_default())
+            let Some((lease, stored)) = self.read(user).await? else {
+                return Ok(Standing::default());
+            };
+            let standing = stored.at(now, rule);
+            if standing == Standing::default() {
+                self.tidy(&lease).await;
+            }
+            Ok(standing)
         })
     }
 
