@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/deadbolt/leases";
 /// `deadbolt-mfa-lockout-<uuid v5 of "jerry">`, as the store names it.
 const NAME: &str = "deadbolt-mfa-lockout-";
+/// Jerry's standing after one failure at the test's `now`.
+const ONE_FAILURE: &str = r#"{"user":"jerry","failures":1,"lastFailure":"2030-01-01T00:00:00Z"}"#;
 
 fn list_uri(name: &str) -> String {
     format!("{LEASES}?&fieldSelector=metadata.name%3D{name}")
@@ -77,7 +79,7 @@ async fn failures_from_two_replicas_both_count_and_a_pass_clears_them() {
         );
         assert_eq!(
             created["metadata"]["annotations"]["deadbolt.dev/mfa-lockout"],
-            r#"{"user":"jerry","failures":1,"lastFailure":"2030-01-01T00:00:00Z"}"#
+            ONE_FAILURE
         );
         // Its holder is the user, so `kubectl get leases` says whose it is.
         assert_eq!(created["spec"]["holderIdentity"], "jerry");
@@ -85,11 +87,7 @@ async fn failures_from_two_replicas_both_count_and_a_pass_clears_them() {
         server
             .expect_get(
                 &list_uri(&name),
-                lease_list(vec![lease(
-                    &name,
-                    "7",
-                    r#"{"user":"jerry","failures":1,"lastFailure":"2030-01-01T00:00:00Z"}"#,
-                )]),
+                lease_list(vec![lease(&name, "7", ONE_FAILURE)]),
             )
             .await;
         let (request, send) = server
@@ -132,11 +130,7 @@ async fn failures_from_two_replicas_both_count_and_a_pass_clears_them() {
         server
             .expect_get(
                 &list_uri(&name),
-                lease_list(vec![lease(
-                    &name,
-                    "9",
-                    r#"{"user":"jerry","failures":1,"lastFailure":"2030-01-01T00:00:00Z"}"#,
-                )]),
+                lease_list(vec![lease(&name, "9", ONE_FAILURE)]),
             )
             .await;
         let precondition = server
