@@ -19,12 +19,12 @@ use deadbolt_testkit::postgres::Postgres;
 use kubectl_deadbolt::mfa::{
     Authenticator, Caller, IssuedLogin, MfaClient, MfaError, MfaService, login, register,
 };
-use support::PATIENCE;
 use support::kube_proxy::{FakeTokens, KubeProxyHarness, kubectl_path};
 use support::kube_upstream::FakeApiServer;
 use support::mfa::{MfaServer, enable_mfa};
 use support::operator::{Operator, target};
 use support::proxy::Proxy;
+use support::{PATIENCE, eventually};
 use tempfile::TempDir;
 
 /// The group Jerry's roles are granted to.
@@ -412,6 +412,19 @@ async fn a_lock_on_the_mfa_device_cuts_the_sessions_started_with_it() {
     with_device.query_one("select 1", &[]).await.unwrap();
     let without_device = psql(&dev, &cluster.plain(&jerry()));
     assert!(without_device.0, "{}", without_device.1);
+    // A kubectl watch started with the same credential, at the prod kube proxy.
+    let upstream = FakeApiServer::start().await;
+    let kube_prod = cluster.kube(&upstream, "prod").await;
+    let mut watch = kube_prod.kubectl_spawn(
+        &kubeconfig(&kube_prod, "jerry-mfa-watch", &fresh),
+        &["get", "configmaps", "--watch"],
+        &[],
+    );
+    watch.wait_for_lines("settings", 2).await;
+    eventually("the watch registered", || {
+        kube_prod.view.registry().len() == 1
+    })
+    .await;
 
     cluster.operator.lock(
         "lost-key",
@@ -430,6 +443,16 @@ async fn a_lock_on_the_mfa_device_cuts_the_sessions_started_with_it() {
         "{error}"
     );
     assert!(error.contains(&device), "{error}");
+    // The watch ends with the lock's message as its last row.
+    watch.wait().await;
+    let stdout = watch.stdout();
+    assert!(
+        stdout.lines().last().is_some_and(|last| last
+            .contains(&format!(r#"lock targeting MFADevice:"{device}""#))
+            && last.ends_with("The security key was reported lost.")),
+        "stdout: {stdout} stderr: {}",
+        watch.stderr()
+    );
 
     // Jerry without that device is not concerned...
     dev.catch_up(&cluster.operator).await;
