@@ -1,11 +1,11 @@
 //! Loopback addresses for servers a test starts as a separate process, which
 //! must be told their port before they bind it.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::sync::{Mutex, PoisonError};
 
 /// Ports this process has handed out already.
-static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
 
 /// A free loopback port: bound and released, so the caller must bind it right
 /// away (another process may take it in between, which on loopback is rare).
@@ -15,7 +15,6 @@ static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 /// `--webhook-listen`) would get one port for both.
 pub fn free_port() -> u16 {
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
-    let handed_out = handed_out.get_or_insert_with(HashSet::new);
     loop {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind a loopback port")
@@ -35,7 +34,7 @@ mod tests {
     #[test]
     fn no_port_is_handed_out_twice() {
         let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
-        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        let distinct: BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len());
     }
 }

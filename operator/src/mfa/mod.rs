@@ -13,8 +13,6 @@ mod store;
 
 pub use devices::{DeviceStore, DeviceUse, KubeDevices, MemoryDevices, StoredDevice};
 pub use http::{ALPN, Endpoint, serve};
-pub use lockout::{
-    LOCKOUT_LABEL, LeaseLockout, LockoutRule, LockoutStore, MemoryLockout, Standing,
-};
+pub use lockout::{LeaseLockout, LockoutRule, LockoutStore, MemoryLockout, Standing};
 pub use service::{Caller, MfaService};
 pub use store::{StoreError, StoreFuture};

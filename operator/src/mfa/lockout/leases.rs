@@ -1,6 +1,6 @@
 //! Lock-out standings kept in Leases in the operator's namespace, one per
 //! user who has failed a check (`deadbolt-mfa-lockout-<uuid>`, labelled
-//! [`LOCKOUT_LABEL`]), so every replica counts the same failures.
+//! [`LOCKOUT_KEY`]), so every replica counts the same failures.
 //!
 //! A Lease because the operator already keeps its per-replica reports in
 //! Leases there: no new grant. Its role may list, create, patch and delete
@@ -28,10 +28,9 @@ use uuid::Uuid;
 use super::{LockoutRule, LockoutStore, Standing};
 use crate::mfa::store::{StoreError, StoreFuture};
 
-/// The label of every lock-out Lease: `kubectl get leases -l deadbolt.dev/mfa-lockout`.
-pub const LOCKOUT_LABEL: &str = "deadbolt.dev/mfa-lockout";
-/// The annotation holding the standing, as JSON.
-const STANDING_ANNOTATION: &str = "deadbolt.dev/mfa-lockout";
+/// The label of every lock-out Lease (`kubectl get leases -l
+/// deadbolt.dev/mfa-lockout`), and the annotation holding its standing as JSON.
+const LOCKOUT_KEY: &str = "deadbolt.dev/mfa-lockout";
 /// The namespace Lease names are derived in from user names (user names may
 /// hold characters object names cannot).
 const NAME_NAMESPACE: Uuid = Uuid::from_u128(0x3f5b_9c2e_7d41_5a08_b6e3_0c9d_4a7f_1e25);
@@ -128,8 +127,8 @@ impl LeaseLockout {
                 let lease = Lease {
                     metadata: ObjectMeta {
                         name: Some(name.clone()),
-                        labels: Some(BTreeMap::from([(LOCKOUT_LABEL.into(), "true".into())])),
-                        annotations: Some(BTreeMap::from([(STANDING_ANNOTATION.into(), record)])),
+                        labels: Some(BTreeMap::from([(LOCKOUT_KEY.into(), "true".into())])),
+                        annotations: Some(BTreeMap::from([(LOCKOUT_KEY.into(), record)])),
                         owner_references: self.owner.clone().map(|owner| vec![owner]),
                         ..ObjectMeta::default()
                     },
@@ -141,7 +140,7 @@ impl LeaseLockout {
                 let patch = serde_json::json!({
                     "metadata": {
                         "resourceVersion": version,
-                        "annotations": { STANDING_ANNOTATION: record },
+                        "annotations": { LOCKOUT_KEY: record },
                     },
                     "spec": spec,
                 });
@@ -231,11 +230,7 @@ fn lease_name(user: &str) -> String {
 
 /// The standing `lease` holds for `user`; `None` when it holds none, or another user's.
 fn standing_of(lease: &Lease, user: &str) -> Option<Standing> {
-    let text = lease
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(STANDING_ANNOTATION)?;
+    let text = lease.metadata.annotations.as_ref()?.get(LOCKOUT_KEY)?;
     let record: Record = serde_json::from_str(text).ok()?;
     (record.user == user).then_some(record.standing)
 }
@@ -262,7 +257,7 @@ mod tests {
         let lease = |annotation: &str| Lease {
             metadata: ObjectMeta {
                 annotations: Some(BTreeMap::from([(
-                    STANDING_ANNOTATION.to_string(),
+                    LOCKOUT_KEY.to_string(),
                     annotation.to_string(),
                 )])),
                 ..ObjectMeta::default()

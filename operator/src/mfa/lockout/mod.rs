@@ -20,7 +20,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-pub use leases::{LOCKOUT_LABEL, LeaseLockout};
+pub use leases::LeaseLockout;
 
 use super::store::StoreFuture;
 
